@@ -1,0 +1,116 @@
+// ckpt/checkpoint.hpp - the high-level API: open any checkpoint, walk it, save one.
+//
+//   auto ck = ckpt::Checkpoint::open("model_seq-mnist_..._4.pt");
+//   const ckpt::Value& model = ck.root().at("model");
+//   for (auto& t : ck.tensors()) std::cout << t.path << "\n";
+//   ckpt::save("out.pt", ck.root());
+//
+// Detection is by content, never by file name: a torch zip (any root folder,
+// TorchScript recognised), the legacy (< 1.6) pickle stream, the legacy TAR
+// layout, or a plain pickle. HTML pages and git-LFS pointers are diagnosed.
+// Opening parses the pickle and validates every tensor's extent against its
+// storage, but reads no tensor payload.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ckpt/limits.hpp"
+#include "ckpt/pickle.hpp"
+#include "ckpt/source.hpp"
+#include "ckpt/value.hpp"
+#include "ckpt/zip.hpp"
+
+namespace ckpt {
+
+enum class Container : uint8_t {
+  torch_zip,      ///< torch.save since 1.6
+  torchscript,    ///< torch.jit.save archive (code/, constants.pkl)
+  legacy_stream,  ///< torch.save before 1.6 (_use_new_zipfile_serialization=False)
+  legacy_tar,     ///< torch <= 0.1.9 TAR layout
+  pickle,         ///< a bare pickle, no tensors payload
+};
+const char* container_name(Container c) noexcept;
+
+struct OpenOptions {
+  Limits limits;
+  /// See UnpickleOptions::allow_unknown_globals.
+  bool allow_unknown_globals = true;
+  bool use_mmap = true;
+};
+
+struct FormatInfo {
+  Container container = Container::pickle;
+  std::string root;               ///< zip root folder
+  int pickle_protocol = 0;
+  std::string version;            ///< zip `version` record, trimmed ("3")
+  std::string byteorder;          ///< "little", "big", or "" when absent
+  std::string format_version;     ///< `.format_version` (torch >= 2.7)
+  std::string storage_alignment;  ///< `.storage_alignment`
+  bool has_serialization_id = false;
+  bool aligned64 = false;         ///< every data record 64-byte aligned
+  bool little_endian = true;      ///< byte order of the tensor data
+  std::string era;                ///< which torch wrote it, as far as the records tell
+  uint64_t trailing_bytes = 0;    ///< bytes after the object pickle's STOP
+  std::vector<std::string> records;  ///< zip entries, root folder removed
+};
+
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& path, const OpenOptions& opts = {});
+  static Checkpoint open(std::shared_ptr<const Source> source, const OpenOptions& opts = {});
+
+  Checkpoint(Checkpoint&&) noexcept;
+  Checkpoint& operator=(Checkpoint&&) noexcept;
+  ~Checkpoint();
+
+  const Value& root() const noexcept { return *root_; }
+  Value& root() noexcept { return *root_; }
+  Document& document() noexcept { return *doc_; }
+  const FormatInfo& format() const noexcept { return info_; }
+  const std::string& path() const noexcept;
+  uint64_t file_size() const noexcept;
+  /// Every global the pickle(s) reference, in first-use order.
+  const std::vector<GlobalRef>& globals() const noexcept { return globals_; }
+  /// True when every global is on torch's weights_only allowlist.
+  bool weights_only_compatible() const noexcept;
+  /// Every tensor reachable from root(), with its key path (lazy: no payload is read).
+  std::vector<TensorVisit> tensors() const;
+  /// Distinct storages, in pickle order.
+  const std::vector<std::shared_ptr<Storage>>& storages() const noexcept { return storages_; }
+  /// Checks every zip entry's CRC-32 and each storage's size. Throws on the
+  /// first problem (crc_mismatch names the entry).
+  void verify() const;
+  const ZipArchive* zip() const noexcept { return zip_.get(); }
+
+ private:
+  Checkpoint();
+  std::shared_ptr<const Source> src_;
+  std::unique_ptr<Document> doc_;
+  std::unique_ptr<ZipArchive> zip_;
+  Value* root_ = nullptr;
+  FormatInfo info_;
+  std::vector<GlobalRef> globals_;
+  std::vector<std::shared_ptr<Storage>> storages_;
+  uint32_t opts_depth_ = 1000;
+  uint64_t opts_nodes_ = 50'000'000;
+  friend struct CheckpointLoader;
+};
+
+struct SaveOptions {
+  /// Zip root folder; empty means the output file's stem, as torch.save does.
+  std::string archive_name;
+  /// fsync the file and its folder (off only for tests and scratch space).
+  bool durable = true;
+};
+
+/// Writes `root` in torch.save's zip layout, atomically (see AtomicFile):
+/// data.pkl, .format_version, .storage_alignment, byteorder, data/0..N-1,
+/// version, .data/serialization_id; 64-byte aligned STORED records with data
+/// descriptors and a ZIP64 end record. Payloads stream from their storages;
+/// each shared storage is written once. Returns the bytes written.
+uint64_t save(const std::string& path, const Value& root, const SaveOptions& opts = {});
+
+}  // namespace ckpt

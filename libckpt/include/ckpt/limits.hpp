@@ -1,0 +1,40 @@
+// ckpt/limits.hpp - resource limits applied to untrusted input.
+//
+// Every count, length and size read from a file is checked against the bytes
+// that remain in the input and against these limits before anything is
+// allocated. Exceeding one raises ErrorCode::limit_exceeded, naming the limit.
+#pragma once
+
+#include <cstdint>
+
+namespace ckpt {
+
+struct Limits {
+  /// Largest pickle (data.pkl, or one legacy pickle) read. Real state-dict
+  /// pickles are a few MB; 1 GiB leaves room for big non-tensor payloads.
+  uint64_t max_pickle_bytes = 1ull << 30;
+  /// Largest single string/bytes value in a pickle (BINUNICODE8 / BINBYTES8
+  /// lengths of 2^32..2^62 are the libtorch #185443 attack).
+  uint64_t max_string_bytes = 1ull << 30;
+  /// Largest LONG/LONG4 integer, in bytes.
+  uint64_t max_bigint_bytes = 1u << 20;
+  /// Nesting depth of containers, marks and recursive walks (10^6 nested
+  /// MARK/EMPTY_LIST or TUPLE1 bombs; Python's own recursion limit is 1000).
+  uint32_t max_depth = 1000;
+  /// VM stack size, in values.
+  uint64_t max_stack = 50'000'000;
+  /// Total nodes a tree walk may visit: shared memo entries make a DAG whose
+  /// expansion is exponential (Billion Laughs), so walks are budgeted.
+  uint64_t max_walk_nodes = 50'000'000;
+  /// Zip entries (10^6-entry central directories).
+  uint64_t max_entries = 1'000'000;
+  /// Largest central directory, in bytes.
+  uint64_t max_central_directory = 256ull << 20;
+  /// Largest output of one DEFLATE or zstd entry held in memory
+  /// (deflate bombs; a declared usize of 2^40).
+  uint64_t max_inflate_bytes = 4ull << 30;
+  /// Tensor rank (GGUF and torch both cap well below this).
+  uint32_t max_ndim = 64;
+};
+
+}  // namespace ckpt

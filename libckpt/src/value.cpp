@@ -1,0 +1,649 @@
+#include "ckpt/value.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "ckpt/error.hpp"
+
+namespace ckpt {
+
+const char* kind_name(Kind k) noexcept {
+  switch (k) {
+    case Kind::none: return "None";
+    case Kind::boolean: return "bool";
+    case Kind::integer: return "int";
+    case Kind::bigint: return "int";
+    case Kind::floating: return "float";
+    case Kind::complex: return "complex";
+    case Kind::string: return "str";
+    case Kind::bytes: return "bytes";
+    case Kind::list: return "list";
+    case Kind::tuple: return "tuple";
+    case Kind::dict: return "dict";
+    case Kind::set: return "set";
+    case Kind::frozenset: return "frozenset";
+    case Kind::global: return "global";
+    case Kind::object: return "object";
+    case Kind::tensor: return "tensor";
+    case Kind::storage: return "storage";
+    case Kind::ndarray: return "ndarray";
+    case Kind::np_dtype: return "numpy.dtype";
+    case Kind::torch_dtype: return "torch.dtype";
+    case Kind::device: return "torch.device";
+  }
+  return "?";
+}
+
+namespace {
+
+[[noreturn]] void type_fail(const Value& v, const char* wanted) {
+  throw Error(ErrorCode::type_error,
+              std::string("expected ") + wanted + ", found " + kind_name(v.kind()) +
+                  (v.type_name().empty() ? "" : " (" + v.type_name() + ")"));
+}
+
+}  // namespace
+
+bool Value::as_bool() const {
+  if (kind_ == Kind::boolean) return i_ != 0;
+  type_fail(*this, "bool");
+}
+int64_t Value::as_int() const {
+  if (kind_ == Kind::integer || kind_ == Kind::boolean) return i_;
+  type_fail(*this, "int");
+}
+double Value::as_float() const {
+  if (kind_ == Kind::floating) return f_;
+  if (kind_ == Kind::integer || kind_ == Kind::boolean) return static_cast<double>(i_);
+  type_fail(*this, "float");
+}
+const std::string& Value::as_str() const {
+  if (kind_ == Kind::string) return s_;
+  type_fail(*this, "str");
+}
+const std::string& Value::as_bytes() const {
+  if (kind_ == Kind::bytes) return s_;
+  type_fail(*this, "bytes");
+}
+const std::string& Value::bigint_text() const {
+  if (kind_ == Kind::bigint) return s_;
+  type_fail(*this, "big int");
+}
+
+size_t Value::size() const noexcept {
+  switch (kind_) {
+    case Kind::list: case Kind::tuple: case Kind::set: case Kind::frozenset: return elems_.size();
+    case Kind::dict: return items_.size();
+    default: return 0;
+  }
+}
+
+const std::vector<Value*>& Value::elements() const {
+  if (kind_ == Kind::list || kind_ == Kind::tuple || kind_ == Kind::set || kind_ == Kind::frozenset) return elems_;
+  type_fail(*this, "list, tuple or set");
+}
+const std::vector<std::pair<Value*, Value*>>& Value::items() const {
+  if (kind_ == Kind::dict) return items_;
+  type_fail(*this, "dict");
+}
+
+std::optional<std::string> Value::find_index_key(const Value& k) const {
+  switch (k.kind_) {
+    case Kind::string: return "s" + k.s_;
+    case Kind::integer: case Kind::boolean: return "i" + std::to_string(k.i_);
+    case Kind::bigint: return "i" + k.s_;
+    case Kind::none: return std::string("n");
+    case Kind::bytes: return "b" + k.s_;
+    case Kind::floating: {
+      if (std::isfinite(k.f_) && k.f_ == std::floor(k.f_) && std::fabs(k.f_) < 9.2e18)
+        return "i" + std::to_string(static_cast<int64_t>(k.f_));
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "f%a", k.f_);
+      return std::string(buf);
+    }
+    case Kind::tuple: {
+      std::string r = "t(";
+      for (const Value* e : k.elems_) {
+        auto s = find_index_key(*e);
+        if (!s) return std::nullopt;
+        r += std::to_string(s->size()) + ":" + *s;
+      }
+      return r + ")";
+    }
+    case Kind::global: return "g" + k.s_ + "." + k.s2_;
+    case Kind::torch_dtype: return "d" + std::string(dtype_name(k.dtype_));
+    default: return std::nullopt;
+  }
+}
+
+void Value::reindex() const {
+  index_ = std::make_unique<std::unordered_map<std::string, size_t>>();
+  index_->reserve(items_.size() * 2);
+  for (size_t i = 0; i < items_.size(); ++i) {
+    auto k = find_index_key(*items_[i].first);
+    if (k) (*index_)[*k] = i;
+  }
+}
+
+Value* Value::get(const Value& key) const noexcept {
+  if (kind_ != Kind::dict) return nullptr;
+  auto k = find_index_key(key);
+  if (!k) {
+    for (const auto& [kk, vv] : items_)
+      if (kk == &key) return vv;
+    return nullptr;
+  }
+  if (items_.size() > 8) {
+    if (!index_) reindex();
+    auto it = index_->find(*k);
+    return it == index_->end() ? nullptr : items_[it->second].second;
+  }
+  for (const auto& [kk, vv] : items_) {
+    auto s = find_index_key(*kk);
+    if (s && *s == *k) return vv;
+  }
+  return nullptr;
+}
+
+Value* Value::get(std::string_view key) const noexcept {
+  if (kind_ != Kind::dict) return nullptr;
+  if (items_.size() > 8) {
+    if (!index_) reindex();
+    std::string k = "s";
+    k.append(key);
+    auto it = index_->find(k);
+    return it == index_->end() ? nullptr : items_[it->second].second;
+  }
+  for (const auto& [kk, vv] : items_)
+    if (kk->kind_ == Kind::string && kk->s_ == key) return vv;
+  return nullptr;
+}
+
+Value& Value::at(std::string_view key) const {
+  if (kind_ != Kind::dict) type_fail(*this, "dict");
+  Value* v = get(key);
+  if (!v) throw Error(ErrorCode::key_not_found, "no key '" + std::string(key) + "'");
+  return *v;
+}
+
+Value& Value::at(size_t index) const {
+  const auto& e = elements();
+  if (index >= e.size())
+    throw Error(ErrorCode::key_not_found,
+                "index " + std::to_string(index) + " out of range (size " + std::to_string(e.size()) + ")");
+  return *e[index];
+}
+
+const std::string& Value::module() const {
+  if (kind_ == Kind::global) return s_;
+  type_fail(*this, "global");
+}
+const std::string& Value::name() const {
+  if (kind_ == Kind::global) return s2_;
+  type_fail(*this, "global");
+}
+std::string Value::qualified_name() const {
+  if (kind_ == Kind::global) return s_ + "." + s2_;
+  if (kind_ == Kind::object && a_) {
+    if (a_->kind_ == Kind::global) return a_->qualified_name();
+    return "<computed>";
+  }
+  return {};
+}
+
+const Tensor& Value::tensor() const {
+  if (kind_ == Kind::tensor) return *tensor_;
+  type_fail(*this, "tensor");
+}
+Tensor& Value::tensor() {
+  if (kind_ == Kind::tensor) return *tensor_;
+  type_fail(*this, "tensor");
+}
+const std::shared_ptr<Storage>& Value::storage() const {
+  if (kind_ == Kind::storage) return storage_;
+  type_fail(*this, "storage");
+}
+const NdArray& Value::ndarray() const {
+  if (kind_ == Kind::ndarray) return *nd_;
+  type_fail(*this, "numpy array");
+}
+DType Value::torch_dtype() const {
+  if (kind_ == Kind::torch_dtype) return dtype_;
+  type_fail(*this, "torch dtype");
+}
+const std::string& Value::device() const {
+  if (kind_ == Kind::device) return s_;
+  type_fail(*this, "torch.device");
+}
+const std::string& Value::np_descr() const {
+  if (kind_ == Kind::np_dtype) return s_;
+  type_fail(*this, "numpy dtype");
+}
+
+Value* Value::append(Value* v) {
+  if (kind_ != Kind::list && kind_ != Kind::set) type_fail(*this, "list or set");
+  elems_.push_back(v);
+  if (v->depth_ + 1 > depth_) depth_ = v->depth_ + 1;
+  return this;
+}
+
+Value* Value::set(Value* key, Value* v) {
+  if (kind_ != Kind::dict) type_fail(*this, "dict");
+  auto k = find_index_key(*key);
+  if (k) {
+    if (items_.size() > 8 || index_) {
+      if (!index_) reindex();
+      auto it = index_->find(*k);
+      if (it != index_->end()) {
+        items_[it->second].second = v;
+      } else {
+        (*index_)[*k] = items_.size();
+        items_.emplace_back(key, v);
+      }
+    } else {
+      bool found = false;
+      for (auto& kv : items_) {
+        auto s = find_index_key(*kv.first);
+        if (s && *s == *k) {
+          kv.second = v;
+          found = true;
+          break;
+        }
+      }
+      if (!found) items_.emplace_back(key, v);
+    }
+  } else {
+    bool found = false;
+    for (auto& kv : items_)
+      if (kv.first == key) {
+        kv.second = v;
+        found = true;
+        break;
+      }
+    if (!found) {
+      items_.emplace_back(key, v);
+      index_.reset();
+    }
+  }
+  uint32_t d = std::max(key->depth_, v->depth_) + 1;
+  if (d > depth_) depth_ = d;
+  return this;
+}
+
+Value* Value::set(std::string_view key, Value* v) { return set(doc_->str(key), v); }
+Value* Value::set(std::string_view key, std::string_view v) { return set(doc_->str(key), doc_->str(v)); }
+Value* Value::set(std::string_view key, int64_t v) { return set(doc_->str(key), doc_->integer(v)); }
+Value* Value::set(std::string_view key, double v) { return set(doc_->str(key), doc_->floating(v)); }
+Value* Value::set(std::string_view key, bool v) { return set(doc_->str(key), doc_->boolean(v)); }
+
+bool Value::erase(std::string_view key) {
+  if (kind_ != Kind::dict) type_fail(*this, "dict");
+  for (auto it = items_.begin(); it != items_.end(); ++it) {
+    if (it->first->kind_ == Kind::string && it->first->s_ == key) {
+      items_.erase(it);
+      index_.reset();
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- Document
+
+Value* Document::make(Kind k) {
+  nodes_.emplace_back(Value(this, k));
+  return &nodes_.back();
+}
+
+Value* Document::none() { return make(Kind::none); }
+Value* Document::boolean(bool b) {
+  Value* v = make(Kind::boolean);
+  v->i_ = b;
+  return v;
+}
+Value* Document::integer(int64_t i) {
+  Value* v = make(Kind::integer);
+  v->i_ = i;
+  return v;
+}
+Value* Document::bigint(std::string decimal) {
+  Value* v = make(Kind::bigint);
+  v->s_ = std::move(decimal);
+  return v;
+}
+Value* Document::floating(double f) {
+  Value* v = make(Kind::floating);
+  v->f_ = f;
+  return v;
+}
+Value* Document::complex(double re, double im) {
+  Value* v = make(Kind::complex);
+  v->f_ = re;
+  v->f2_ = im;
+  return v;
+}
+Value* Document::str(std::string_view s) {
+  Value* v = make(Kind::string);
+  v->s_ = s;
+  return v;
+}
+Value* Document::bytes(std::string_view b) {
+  Value* v = make(Kind::bytes);
+  v->s_ = b;
+  return v;
+}
+Value* Document::list(std::vector<Value*> elems) {
+  Value* v = make(Kind::list);
+  for (Value* e : elems) v->append(e);
+  return v;
+}
+Value* Document::tuple(std::vector<Value*> elems) {
+  Value* v = make(Kind::tuple);
+  uint32_t d = 0;
+  for (Value* e : elems) d = std::max(d, e->depth_ + 1);
+  v->depth_ = d;
+  v->elems_ = std::move(elems);
+  return v;
+}
+Value* Document::dict() { return make(Kind::dict); }
+Value* Document::ordered_dict() {
+  Value* v = make(Kind::dict);
+  v->type_ = "collections.OrderedDict";
+  return v;
+}
+Value* Document::namespace_() {
+  Value* v = make(Kind::dict);
+  v->type_ = "argparse.Namespace";
+  return v;
+}
+Value* Document::set(std::vector<Value*> elems) {
+  Value* v = make(Kind::set);
+  for (Value* e : elems) v->append(e);
+  return v;
+}
+Value* Document::frozenset(std::vector<Value*> elems) {
+  Value* v = make(Kind::frozenset);
+  v->elems_ = std::move(elems);
+  return v;
+}
+Value* Document::global(std::string module, std::string name) {
+  Value* v = make(Kind::global);
+  v->s_ = std::move(module);
+  v->s2_ = std::move(name);
+  return v;
+}
+Value* Document::object(Value* callable, Value* args, bool newobj) {
+  Value* v = make(Kind::object);
+  v->a_ = callable;
+  v->b_ = args;
+  v->flag_ = newobj;
+  if (args) v->depth_ = args->depth_ + 1;
+  return v;
+}
+Value* Document::tensor(Tensor t) {
+  Value* v = make(Kind::tensor);
+  v->tensor_ = std::make_shared<Tensor>(std::move(t));
+  return v;
+}
+Value* Document::storage(std::shared_ptr<Storage> s) {
+  Value* v = make(Kind::storage);
+  v->storage_ = std::move(s);
+  return v;
+}
+Value* Document::ndarray(NdArray a) {
+  Value* v = make(Kind::ndarray);
+  v->nd_ = std::make_shared<NdArray>(std::move(a));
+  return v;
+}
+Value* Document::np_dtype(std::string descr) {
+  Value* v = make(Kind::np_dtype);
+  v->s_ = std::move(descr);
+  return v;
+}
+Value* Document::torch_dtype(DType t) {
+  Value* v = make(Kind::torch_dtype);
+  v->dtype_ = t;
+  return v;
+}
+Value* Document::device(std::string spec) {
+  Value* v = make(Kind::device);
+  v->s_ = std::move(spec);
+  return v;
+}
+Value* Document::size(const std::vector<int64_t>& dims) {
+  std::vector<Value*> e;
+  e.reserve(dims.size());
+  for (int64_t d : dims) e.push_back(integer(d));
+  Value* v = tuple(std::move(e));
+  v->type_ = "torch.Size";
+  return v;
+}
+
+// ---------------------------------------------------------------- walking
+
+std::string key_component(const Value& key) {
+  switch (key.kind()) {
+    case Kind::string: return key.as_str();
+    case Kind::integer: return std::to_string(key.as_int());
+    case Kind::boolean: return key.as_bool() ? "True" : "False";
+    case Kind::none: return "None";
+    default: return repr(key, 60);
+  }
+}
+
+namespace {
+
+struct Walker {
+  const std::function<bool(const TensorVisit&)>& fn;
+  uint32_t max_depth;
+  uint64_t max_nodes;
+  uint64_t visited = 0;
+  std::string path;
+
+  bool visit(const Value& v, uint32_t depth) {
+    if (++visited > max_nodes)
+      throw Error(ErrorCode::limit_exceeded,
+                  "tree walk visited more than " + std::to_string(max_nodes) +
+                      " nodes (shared sub-trees expand exponentially: a memo bomb?)",
+                  {}, {}, Error::no_offset, path);
+    if (depth > max_depth)
+      throw Error(ErrorCode::limit_exceeded,
+                  "value tree deeper than " + std::to_string(max_depth) + " levels (or cyclic)", {}, {},
+                  Error::no_offset, path);
+    switch (v.kind()) {
+      case Kind::tensor: return fn(TensorVisit{path, &v});
+      case Kind::dict:
+        for (const auto& [k, val] : v.items()) {
+          if (!descend(*val, key_component(*k), depth)) return false;
+        }
+        return true;
+      case Kind::list: case Kind::tuple: {
+        const auto& e = v.elements();
+        for (size_t i = 0; i < e.size(); ++i)
+          if (!descend(*e[i], std::to_string(i), depth)) return false;
+        return true;
+      }
+      case Kind::object: {
+        if (v.state() && !descend(*v.state(), "__state__", depth)) return false;
+        for (const auto& [k, val] : v.object_items())
+          if (!descend(*val, key_component(*k), depth)) return false;
+        return true;
+      }
+      default: return true;
+    }
+  }
+  bool descend(const Value& v, const std::string& comp, uint32_t depth) {
+    // Only containers can hold tensors; skip scalars cheaply.
+    switch (v.kind()) {
+      case Kind::tensor: case Kind::dict: case Kind::list: case Kind::tuple: case Kind::object: break;
+      default: return true;
+    }
+    size_t old = path.size();
+    if (!path.empty()) path += '/';
+    path += comp;
+    bool r = visit(v, depth + 1);
+    path.resize(old);
+    return r;
+  }
+};
+
+void append_escaped(std::string& out, const std::string& s, char quote) {
+  out += quote;
+  for (unsigned char c : s) {
+    if (c == '\\' || c == static_cast<unsigned char>(quote)) {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += quote;
+}
+
+void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth) {
+  if (out.size() > max_len) return;
+  if (depth > 20) {
+    out += "...";
+    return;
+  }
+  switch (v.kind()) {
+    case Kind::none: out += "None"; return;
+    case Kind::boolean: out += v.as_bool() ? "True" : "False"; return;
+    case Kind::integer: out += std::to_string(v.as_int()); return;
+    case Kind::bigint: out += v.bigint_text(); return;
+    case Kind::floating: {
+      char buf[40];
+      double f = v.as_float();
+      if (std::isnan(f)) out += "nan";
+      else if (std::isinf(f)) out += f > 0 ? "inf" : "-inf";
+      else {
+        std::snprintf(buf, sizeof buf, "%.17g", f);
+        // Shortest representation that round-trips.
+        for (int p = 1; p <= 17; ++p) {
+          char b2[40];
+          std::snprintf(b2, sizeof b2, "%.*g", p, f);
+          if (std::strtod(b2, nullptr) == f) {
+            std::memcpy(buf, b2, sizeof b2);
+            break;
+          }
+        }
+        out += buf;
+        if (!std::strpbrk(buf, ".eE")) out += ".0";
+      }
+      return;
+    }
+    case Kind::complex: {
+      char buf[80];
+      std::snprintf(buf, sizeof buf, "(%g%+gj)", v.real(), v.imag());
+      out += buf;
+      return;
+    }
+    case Kind::string: append_escaped(out, v.as_str(), '\''); return;
+    case Kind::bytes: out += 'b'; append_escaped(out, v.as_bytes(), '\''); return;
+    case Kind::list: case Kind::tuple: case Kind::set: case Kind::frozenset: {
+      const char* open = v.kind() == Kind::list ? "[" : v.kind() == Kind::tuple ? "(" : "{";
+      const char* close = v.kind() == Kind::list ? "]" : v.kind() == Kind::tuple ? ")" : "}";
+      if (v.type_name() == "torch.Size") out += "torch.Size(";
+      if (v.kind() == Kind::frozenset) out += "frozenset(";
+      if (v.kind() == Kind::set && v.size() == 0) { out += "set()"; return; }
+      out += open;
+      bool first = true;
+      for (const Value* e : v.elements()) {
+        if (!first) out += ", ";
+        first = false;
+        if (out.size() > max_len) { out += "..."; break; }
+        repr_into(out, *e, max_len, depth + 1);
+      }
+      if (v.kind() == Kind::tuple && v.size() == 1) out += ",";
+      out += close;
+      if (v.type_name() == "torch.Size" || v.kind() == Kind::frozenset) out += ")";
+      return;
+    }
+    case Kind::dict: {
+      bool ns = v.type_name() == "argparse.Namespace";
+      if (ns) out += "Namespace(";
+      else if (!v.type_name().empty()) out += v.type_name().substr(v.type_name().rfind('.') + 1) + "(";
+      out += ns ? "" : "{";
+      bool first = true;
+      for (const auto& [k, val] : v.items()) {
+        if (!first) out += ", ";
+        first = false;
+        if (out.size() > max_len) { out += "..."; break; }
+        if (ns) {
+          out += key_component(*k);
+          out += "=";
+        } else {
+          repr_into(out, *k, max_len, depth + 1);
+          out += ": ";
+        }
+        repr_into(out, *val, max_len, depth + 1);
+      }
+      out += ns ? ")" : "}";
+      if (!ns && !v.type_name().empty()) out += ")";
+      return;
+    }
+    case Kind::global: out += v.module() + "." + v.name(); return;
+    case Kind::object: {
+      out += "<" + v.qualified_name();
+      if (!v.unsupported_reason().empty()) out += ": " + v.unsupported_reason();
+      out += ">";
+      return;
+    }
+    case Kind::tensor: {
+      const Tensor& t = v.tensor();
+      out += "tensor(";
+      out += dtype_name(t.dtype);
+      out += ", [";
+      for (size_t i = 0; i < t.shape.size(); ++i) {
+        if (i) out += ", ";
+        out += std::to_string(t.shape[i]);
+      }
+      out += "])";
+      return;
+    }
+    case Kind::storage: out += "storage(" + std::string(dtype_name(v.storage()->dtype())) + ", " + std::to_string(v.storage()->numel()) + ")"; return;
+    case Kind::ndarray: {
+      const NdArray& a = v.ndarray();
+      out += a.is_scalar ? "numpy.scalar(" : "numpy.ndarray(";
+      out += a.descr;
+      if (!a.is_scalar) {
+        out += ", [";
+        for (size_t i = 0; i < a.shape.size(); ++i) {
+          if (i) out += ", ";
+          out += std::to_string(a.shape[i]);
+        }
+        out += "]";
+      }
+      out += ")";
+      return;
+    }
+    case Kind::np_dtype: out += "dtype('" + v.np_descr() + "')"; return;
+    case Kind::torch_dtype: out += "torch."; out += dtype_name(v.torch_dtype()); return;
+    case Kind::device: out += "device('" + v.device() + "')"; return;
+  }
+}
+
+}  // namespace
+
+void walk_tensors(const Value& root, const std::function<bool(const TensorVisit&)>& fn, uint32_t max_depth,
+                  uint64_t max_nodes) {
+  Walker w{fn, max_depth, max_nodes, 0, {}};
+  w.visit(root, 0);
+}
+
+std::string repr(const Value& v, size_t max_len) {
+  std::string out;
+  repr_into(out, v, max_len, 0);
+  if (out.size() > max_len + 3) {
+    out.resize(max_len);
+    out += "...";
+  }
+  return out;
+}
+
+}  // namespace ckpt
