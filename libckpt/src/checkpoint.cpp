@@ -177,7 +177,8 @@ void CheckpointLoader::load() {
       throw Error(ErrorCode::html_page,
                   "this is an HTML page, not a checkpoint: the download probably failed or needs a login (check the URL)",
                   path, {}, 0);
-    if (head.substr(0, 38) == "version https://git-lfs.github.com/spec") {
+    constexpr std::string_view kLfs = "version https://git-lfs.github.com/spec";
+    if (head.substr(0, kLfs.size()) == kLfs) {
       std::string size_note;
       auto p = head.find("\nsize ");
       if (p != std::string_view::npos) size_note = " of " + std::string(head.substr(p + 6, head.find('\n', p + 6) - p - 6)) + " bytes";
@@ -190,12 +191,14 @@ void CheckpointLoader::load() {
 
   if (looks_like_tar(d, n)) return load_tar();
 
-  if (!plausible_pickle_start(d[0])) {
-    std::string what = starts_with(d, n, "\x89PNG") ? " (a PNG image)"
-                       : starts_with(d, n, "\x7f" "ELF") ? " (an executable)"
-                       : starts_with(d, n, "\x89HDF") ? " (an HDF5 file)"
-                       : starts_with(d, n, "GGUF") ? " (a GGUF model)"
-                       : "";
+  const std::string what = starts_with(d, n, "\x89PNG") ? " (a PNG image)"
+                           : starts_with(d, n, "\x7f" "ELF") ? " (an executable)"
+                           : starts_with(d, n, "\x89HDF") ? " (an HDF5 file)"
+                           : starts_with(d, n, "GGUF") ? " (a GGUF model)"
+                           : starts_with(d, n, "\xff\xd8\xff") ? " (a JPEG image)"
+                           : starts_with(d, n, "%PDF") ? " (a PDF document)"
+                           : "";
+  if (!what.empty() || !plausible_pickle_start(d[0])) {
     throw Error(ErrorCode::unknown_format,
                 "not a PyTorch checkpoint" + what + ": it starts with bytes " + hex_prefix(d, n) +
                     " (expected a zip archive, a legacy torch stream or a pickle)",

@@ -763,7 +763,7 @@ UnpickleResult Unpickler::run() {
                 o_.path, o_.entry, 0);
   for (;;) {
     op_ = pos_;
-    if (pos_ >= in_.size()) fail(ErrorCode::truncated, "pickle ends without STOP");
+    if (pos_ >= in_.size()) fail(ErrorCode::malformed_pickle, "pickle ends without STOP");
     const uint8_t op = in_[pos_++];
     switch (op) {
       case 0x80: {  // PROTO
@@ -777,9 +777,8 @@ UnpickleResult Unpickler::run() {
         if (n > in_.size() - pos_) fail(ErrorCode::truncated, "FRAME of " + std::to_string(n) + " bytes runs past the end");
         break;
       }
-      case '.': {  // STOP
+      case '.': {  // STOP (Python ignores marks left open, and so do we)
         Value* v = pop();
-        if (!marks_.empty()) fail(ErrorCode::malformed_pickle, "STOP with an open MARK");
         res_.value = v;
         res_.end = pos_;
         return std::move(res_);
@@ -812,6 +811,9 @@ UnpickleResult Unpickler::run() {
       }
       case 0x8a: {  // LONG1
         uint64_t n = uint_le(1);
+        if (n > o_.limits.max_bigint_bytes)
+          fail(ErrorCode::limit_exceeded, "LONG1 of " + std::to_string(n) + " bytes exceeds the limit of " +
+                                              std::to_string(o_.limits.max_bigint_bytes));
         push(make_long_bytes(take(n, "LONG1")));
         break;
       }

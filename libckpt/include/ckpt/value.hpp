@@ -125,6 +125,9 @@ class Value {
   Value* set(Value* key, Value* v);              ///< dict: insert or replace; returns this
   Value* set(std::string_view key, Value* v);
   Value* set(std::string_view key, std::string_view v);
+  Value* set(std::string_view key, const char* v) { return set(key, std::string_view(v)); }
+  Value* set(std::string_view key, const std::string& v) { return set(key, std::string_view(v)); }
+  Value* set(std::string_view key, int v) { return set(key, static_cast<int64_t>(v)); }
   Value* set(std::string_view key, int64_t v);
   Value* set(std::string_view key, double v);
   Value* set(std::string_view key, bool v);
