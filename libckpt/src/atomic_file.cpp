@@ -51,9 +51,9 @@ AtomicFile::AtomicFile(std::string final_path, bool durable) : final_(std::move(
   buf_.resize(kBuffer);
 }
 
-AtomicFile::~AtomicFile() { abort(); }
+AtomicFile::~AtomicFile() { discard(); }
 
-void AtomicFile::abort() noexcept {
+void AtomicFile::discard() noexcept {
   if (fd_ >= 0) {
     detail::fs_ops().close(fd_);
     fd_ = -1;
@@ -66,7 +66,7 @@ void AtomicFile::abort() noexcept {
 
 void AtomicFile::fail(int err, const char* what) {
   std::string tmp = temp_;
-  abort();
+  discard();
   ErrorCode code = (err == ENOSPC || err == EDQUOT) ? ErrorCode::no_space : ErrorCode::io_error;
   throw Error(code, std::string(what) + " (after " + std::to_string(written_) + " bytes; the old file is untouched)", final_,
               {}, Error::no_offset, {}, err);

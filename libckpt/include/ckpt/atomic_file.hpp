@@ -33,7 +33,7 @@ class AtomicFile {
   /// folder fsync fails, the code is durability_uncertain.
   void commit();
   /// Drops the temp file without committing (also done by the destructor).
-  void abort() noexcept;
+  void discard() noexcept;
 
   const std::string& final_path() const noexcept { return final_; }
   const std::string& temp_path() const noexcept { return temp_; }

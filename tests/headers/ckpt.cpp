@@ -1,0 +1,3 @@
+// Compiles <ckpt/ckpt.hpp> alone: every public header is self-contained.
+#include <ckpt/ckpt.hpp>
+#include <ckpt/ckpt.hpp>  // and include-guarded

@@ -1,0 +1,3 @@
+// Compiles <ckpt/error.hpp> alone: every public header is self-contained.
+#include <ckpt/error.hpp>
+#include <ckpt/error.hpp>  // and include-guarded
