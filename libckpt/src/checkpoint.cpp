@@ -315,10 +315,12 @@ void CheckpointLoader::load_zip() {
     const std::string rec = "data/" + key.as_str();
     const ZipEntry* e = z.find(rec);
     if (!e) throw Error(ErrorCode::missing_record, "storage '" + key.as_str() + "' has no record " + (z.root().empty() ? "" : z.root() + "/") + rec);
-    if (!nbytes || *nbytes != e->uncompressed_size)
+    // Like torch, a record may be longer than the storage (its tail is
+    // unused), never shorter: that would read past it (CVE-2026-24747).
+    if (!nbytes || *nbytes > e->uncompressed_size)
       throw Error(ErrorCode::invalid_tensor,
                   "storage '" + key.as_str() + "' declares " + std::to_string(numel.as_int()) + " elements of " +
-                      std::string(dtype_name(*dt)) + " but its record holds " + std::to_string(e->uncompressed_size) + " bytes");
+                      std::string(dtype_name(*dt)) + " but its record holds only " + std::to_string(e->uncompressed_size) + " bytes");
     std::shared_ptr<Storage> st;
     if (e->method == 0) {
       st = Storage::from_external(*dt, src->data() + e->data_offset, *nbytes, src, loc.as_str());
@@ -327,7 +329,12 @@ void CheckpointLoader::load_zip() {
       const ZipArchive* zp = ck.zip_.get();
       const ZipEntry* ep = e;
       auto keep = src;
-      st = Storage::lazy(*dt, *nbytes, [zp, ep, keep] { return zp->read(*ep, true); }, loc.as_str());
+      const uint64_t want = *nbytes;
+      st = Storage::lazy(*dt, want, [zp, ep, keep, want] {
+        auto b = zp->read(*ep, true);
+        b.resize(static_cast<size_t>(want));
+        return b;
+      }, loc.as_str());
       st->compressed = true;
       aligned = false;
     }
@@ -471,13 +478,17 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
     auto head = s.slice(pos, 8, "legacy storage header");
     uint64_t cnt = 0;
     for (int i = 0; i < 8; ++i) cnt |= static_cast<uint64_t>(head[little ? i : 7 - i]) << (8 * i);
-    if (cnt != it->second.numel)
+    // torch resizes the storage to the count in the file; a count below the
+    // id's numel would leave tensors pointing past the data.
+    if (cnt < it->second.numel)
       throw Error(ErrorCode::corrupt_legacy,
                   "storage '" + k->as_str() + "' holds " + std::to_string(cnt) + " elements, its id says " + std::to_string(it->second.numel),
                   path, "storages", pos);
     pos += 8;
-    const uint64_t nbytes = it->second.root->nbytes();
-    s.slice(pos, nbytes, "legacy storage data");
+    const uint64_t esz = static_cast<uint64_t>(dtype_size(it->second.dtype));
+    auto file_bytes = detail::checked_mul(cnt, esz);
+    if (!file_bytes) throw Error(ErrorCode::corrupt_legacy, "storage element count overflows", path, "storages", pos - 8);
+    s.slice(pos, *file_bytes, "legacy storage data");
     it->second.root->bind(s.data() + pos, ck.src_);
     it->second.root->entry = "storage " + k->as_str();
     it->second.root->file_offset = pos;
@@ -487,7 +498,7 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
       vs->entry = "storage " + k->as_str();
       vs->file_offset = pos + voff * esize;
     }
-    pos += nbytes;
+    pos += *file_bytes;
     roots.erase(it);
   }
   if (!roots.empty())

@@ -28,20 +28,32 @@ bool starts_with_module(std::string_view m, std::string_view prefix) {
 
 // Modules whose every member is refused: process control, code loading,
 // file and network I/O, nested unpicklers, introspection gadgets.
-constexpr std::array<std::string_view, 58> kDeniedModules{
-    "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess", "shutil", "socket", "importlib",
-    "imp", "runpy", "pickle", "_pickle", "cPickle", "marshal", "types", "io", "_io", "ctypes",
-    "pty", "commands", "popen2", "webbrowser", "http", "httplib", "urllib", "urllib2", "urllib3", "requests",
-    "ftplib", "smtplib", "telnetlib", "code", "codeop", "pdb", "bdb", "timeit", "profile", "cProfile",
-    "trace", "multiprocessing", "threading", "_thread", "asyncio", "signal", "functools", "operator", "_operator",
-    "tempfile", "glob", "pathlib", "fileinput", "zipimport", "site", "pip", "setuptools", "dill",
+constexpr std::string_view kDeniedModules[] = {
+    // processes, code loading and evaluation
+    "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess", "_posixsubprocess", "pty", "commands",
+    "popen2", "importlib", "imp", "zipimport", "runpy", "code", "codeop", "pdb", "bdb", "timeit", "profile",
+    "cProfile", "trace", "site", "pip", "setuptools", "pkg_resources", "distutils", "ensurepip", "venv", "pydoc",
+    "idlelib", "antigravity", "webbrowser", "tkinter", "turtle", "platform", "uuid", "ctypes", "_ctypes",
+    // nested unpicklers and object construction gadgets
+    "pickle", "_pickle", "cPickle", "marshal", "types", "copy", "functools", "operator", "_operator", "dill",
+    "cloudpickle", "joblib", "shelve", "dbm",
+    // files, archives, databases, logging
+    "io", "_io", "tempfile", "glob", "pathlib", "fileinput", "shutil", "gzip", "bz2", "lzma", "tarfile",
+    "zipfile", "sqlite3", "logging", "linecache", "mmap",
+    // network
+    "socket", "ssl", "select", "selectors", "http", "httplib", "urllib", "urllib2", "urllib3", "requests",
+    "ftplib", "smtplib", "smtpd", "telnetlib", "imaplib", "poplib", "nntplib", "xmlrpc", "wsgiref", "cgi",
+    "asynchat", "asyncore",
+    // concurrency and signals
+    "multiprocessing", "threading", "_thread", "asyncio", "signal",
 };
 
 // torch sub-modules that load code, run graphs or reach the C++ core.
-constexpr std::array<std::string_view, 16> kDeniedTorchModules{
+constexpr std::string_view kDeniedTorchModules[] = {
     "torch.hub", "torch.jit", "torch._C", "torch.ops", "torch.serialization", "torch.utils.cpp_extension",
-    "torch._dynamo", "torch.fx", "torch.package", "torch.distributed", "torch._inductor", "torch.classes",
-    "torch.library", "torch.storage", "torch.multiprocessing", "torch._ops",
+    "torch.utils.collect_env", "torch._dynamo", "torch.fx", "torch.package", "torch.distributed",
+    "torch._inductor", "torch.classes", "torch.library", "torch.storage", "torch.multiprocessing", "torch._ops",
+    "torch.utils.data", "torch.backends", "torch.cuda", "torch.compiler", "torch.export", "torch.onnx",
 };
 
 constexpr std::array<std::string_view, 14> kSafeBuiltins{
@@ -72,12 +84,23 @@ bool in(const std::array<std::string_view, N>& a, std::string_view s) {
     if (x == s) return true;
   return false;
 }
+template <size_t N>
+bool in(const std::string_view (&a)[N], std::string_view s) {
+  for (auto x : a)
+    if (x == s) return true;
+  return false;
+}
 
 }  // namespace
 
 GlobalVerdict classify_global(std::string_view module, std::string_view name) {
-  if (module == "__builtin__") module = "builtins";
+  if (module == "__builtin__" || module == "exceptions") module = "builtins";
   if (module == "copy_reg") module = "copyreg";
+
+  // From protocol 4 a dotted name is followed attribute by attribute
+  // (getattr), which reaches any module another module imported:
+  // ('__main__', 'os.system'). Nothing we interpret has a dotted name.
+  if (name.find('.') != std::string_view::npos) return GlobalVerdict::denied;
 
   for (auto m : kDeniedModules)
     if (starts_with_module(module, m)) return GlobalVerdict::denied;
@@ -118,10 +141,17 @@ GlobalVerdict classify_global(std::string_view module, std::string_view name) {
     if (starts_with_module(module, m)) return GlobalVerdict::denied;
 
   if (starts_with_module(module, "numpy")) {
+    // Code generation, native libraries, and file I/O.
     if (starts_with_module(module, "numpy.f2py") || starts_with_module(module, "numpy.distutils") ||
-        starts_with_module(module, "numpy.testing") || module == "numpy.lib.npyio" ||
-        (module == "numpy" && (name == "load" || name == "loads" || name == "fromfile" || name == "loadtxt")))
+        starts_with_module(module, "numpy.testing") || starts_with_module(module, "numpy.lib") ||
+        starts_with_module(module, "numpy.ctypeslib") || starts_with_module(module, "numpy.ma.mrecords"))
       return GlobalVerdict::denied;
+    static constexpr std::string_view kNumpyIo[] = {"load", "loads", "save", "savez", "savez_compressed", "savetxt",
+                                                    "loadtxt", "genfromtxt", "fromfile", "fromregex", "memmap",
+                                                    "tofile", "recfromtxt", "recfromcsv", "DataSource", "info",
+                                                    "lookfor", "source"};
+    for (auto f : kNumpyIo)
+      if (name == f) return GlobalVerdict::denied;
     if ((module == "numpy.core.multiarray" || module == "numpy._core.multiarray") &&
         (name == "_reconstruct" || name == "scalar"))
       return GlobalVerdict::known;

@@ -3,6 +3,7 @@
 // are names, and the few constructors we understand are interpreted here by
 // exact name (see call_global). Every length is checked against the bytes
 // that remain before anything is allocated.
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -105,6 +106,11 @@ class Unpickler {
   Value* call_global(Value* g, Value* args, bool newobj);
   Value* rebuild_tensor(const std::string& fn, Value* args);
   Value* unsupported_tensor(Value* g, Value* args, const std::string& why);
+  void check_ndarray_bytes(const NdArray& arr);
+  void check_hashable(const Value* v, const char* what) {
+    if (v->kind_ == Kind::list || v->kind_ == Kind::dict || v->kind_ == Kind::set)
+      fail(ErrorCode::malformed_pickle, std::string("unhashable ") + what + " of type " + kind_name(v->kind_));
+  }
   void build(Value* obj, Value* state);
   void setitems(Value* target, const std::vector<Value*>& kv);
   void appends(Value* target, const std::vector<Value*>& items);
@@ -133,6 +139,8 @@ class Unpickler {
     std::vector<int64_t> r;
     r.reserve(v.elems_.size());
     for (const Value* e : v.elems_) {
+      if (e->kind_ == Kind::bigint)
+        fail(ErrorCode::invalid_tensor, std::string(what) + " holds " + e->s_.substr(0, 40) + ", beyond 64 bits");
       if (e->kind_ != Kind::integer)
         fail(ErrorCode::invalid_tensor, std::string(what) + " holds a " + kind_name(e->kind_) + ", not an int");
       r.push_back(e->i_);
@@ -156,33 +164,44 @@ void Unpickler::fail(ErrorCode code, const std::string& msg) const {
   throw Error(code, msg, o_.path, o_.entry, op_, context_path());
 }
 
-// The key path of the value being built, read off the stack: a dict followed
-// by a MARK region of odd length is building the value of the region's last
-// key; a list followed by a region is building element size()+len.
+// The key path of the value being built, read off the stack. A dict or list
+// directly followed by a MARK owns that region: an odd-length dict region is
+// building the value of its last key; a list region is building element
+// size()+len. Outside dict-owned regions, a dict followed by a string is
+// taken as a single SETITEM in progress. (The stack alone cannot always tell;
+// this is a best effort for messages.)
 std::string Unpickler::context_path() const {
   std::string path;
-  for (size_t i = 0; i < stack_.size(); ++i) {
-    const Value* v = stack_[i];
-    if (v->kind_ != Kind::dict && v->kind_ != Kind::list) continue;
-    size_t start = i + 1;
-    bool marked = false;
-    for (size_t m : marks_)
-      if (m == start) marked = true;
-    size_t end = stack_.size();
-    for (size_t m : marks_)
-      if (m > start && m < end) end = m;
-    if (start > stack_.size()) continue;
-    size_t len = end - start;
-    std::string comp;
-    if (v->kind_ == Kind::dict) {
-      if (marked && len % 2 == 1) comp = key_component(*stack_[end - 1]);
-      else if (!marked && len >= 1 && stack_[start]->kind_ == Kind::string) comp = stack_[start]->s_;
-    } else if (marked) {
-      comp = std::to_string(v->elems_.size() + len);
-    }
-    if (comp.empty()) continue;
+  auto add = [&](const std::string& comp) {
+    if (comp.empty()) return;
     if (!path.empty()) path += '/';
     path += comp;
+  };
+  std::vector<size_t> bounds(marks_.begin(), marks_.end());
+  bounds.push_back(stack_.size());
+  size_t start = 0;
+  bool dict_owned = false;
+  for (size_t r = 0; r < bounds.size(); ++r) {
+    const size_t end = bounds[r];
+    if (end < start || end > stack_.size()) break;
+    const size_t len = end - start;
+    const Value* owner = start > 0 ? stack_[start - 1] : nullptr;
+    dict_owned = false;
+    if (r > 0 && owner && owner->kind_ == Kind::dict) {
+      dict_owned = true;
+      if (len % 2 == 1) add(key_component(*stack_[end - 1]));
+    } else if (r > 0 && owner && owner->kind_ == Kind::list) {
+      add(std::to_string(owner->elems_.size() + len));
+    }
+    if (r + 1 == bounds.size() && !dict_owned) {
+      for (size_t i = end; i-- > start;) {  // the last dict followed by a key
+        if (stack_[i]->kind_ == Kind::dict && i + 1 < end && stack_[i + 1]->kind_ == Kind::string) {
+          add(stack_[i + 1]->s_);
+          break;
+        }
+      }
+    }
+    start = end;
   }
   return path;
 }
@@ -363,8 +382,16 @@ Value* Unpickler::memo_get(uint64_t id) {
 void Unpickler::memo_put(uint64_t id, Value* v) { memo_[id] = v; }
 
 Value* Unpickler::global(std::string module, std::string name) {
-  if (module == "__builtin__") module = "builtins";
+  // Python 2 names, as _compat_pickle maps them.
+  if (module == "__builtin__" || module == "exceptions") module = "builtins";
   if (module == "copy_reg") module = "copyreg";
+  if (module == "builtins") {
+    if (name == "unicode" || name == "basestring") name = "str";
+    else if (name == "long") name = "int";
+    else if (name == "xrange") name = "range";
+    else if (name == "unichr") name = "chr";
+  }
+  if (module == "UserDict" && name == "UserDict") module = "collections";
   for (char c : module)
     if (static_cast<unsigned char>(c) < 0x20) fail(ErrorCode::malformed_pickle, "control character in a module name");
   for (char c : name)
@@ -532,6 +559,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
       if (!a.empty()) {
         if (a[0]->kind_ != Kind::list && a[0]->kind_ != Kind::tuple && a[0]->kind_ != Kind::set)
           fail(ErrorCode::malformed_pickle, q() + ": argument must be a list");
+        for (const Value* e : a[0]->elems_) check_hashable(e, "set element");
         s->elems_ = a[0]->elems_;
         touch(s, a[0]);
       }
@@ -607,7 +635,23 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
     if (n == "device") {
       if (a.empty() || a[0]->kind_ != Kind::string) fail(ErrorCode::malformed_pickle, "torch.device: expected a str");
       std::string spec = a[0]->s_;
-      if (a.size() > 1 && a[1]->kind_ == Kind::integer) spec += ":" + std::to_string(a[1]->i_);
+      if (a.size() > 1 && a[1]->kind_ == Kind::integer) {
+        if (a[1]->i_ < 0) fail(ErrorCode::malformed_pickle, "torch.device: negative index " + std::to_string(a[1]->i_));
+        spec += ":" + std::to_string(a[1]->i_);
+      } else if (a.size() > 1 && a[1]->kind_ != Kind::none) {
+        fail(ErrorCode::malformed_pickle, "torch.device: the index must be an int");
+      }
+      // type[:index], the shapes torch.device accepts
+      size_t i = 0;
+      while (i < spec.size() && (std::islower(static_cast<unsigned char>(spec[i])) || spec[i] == '_' ||
+                                 (i > 0 && std::isdigit(static_cast<unsigned char>(spec[i])))))
+        ++i;
+      bool ok = i > 0 && i <= 32;
+      if (ok && i < spec.size()) {
+        ok = spec[i] == ':' && i + 1 < spec.size() && spec.size() - i - 1 <= 9;
+        for (size_t k = i + 1; ok && k < spec.size(); ++k) ok = std::isdigit(static_cast<unsigned char>(spec[k]));
+      }
+      if (!ok) fail(ErrorCode::malformed_pickle, "torch.device: '" + spec.substr(0, 40) + "' is not a device");
       return mk(doc_.device(spec));
     }
   }
@@ -623,9 +667,12 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
     return d;
   }
   if (m == "copyreg" && n == "_reconstructor") {
-    // copyreg._reconstructor(cls, base, state): protocol 0/1 object creation.
+    // copyreg._reconstructor(cls, base, state) = base.__new__(cls, state):
+    // protocol 0/1 object creation; `state` is the base-type value (the text
+    // of a str subclass such as TorchVersion), None for plain objects.
     if (a.empty() || a[0]->kind_ != Kind::global) fail(ErrorCode::malformed_pickle, "_reconstructor: expected a class");
-    return call_global(a[0], mk(doc_.tuple()), true);
+    const bool has_state = a.size() > 2 && a[2]->kind_ != Kind::none;
+    return call_global(a[0], mk(has_state ? doc_.tuple({a[2]}) : doc_.tuple()), true);
   }
   if (m == "copyreg" && n == "__newobj__") {
     if (a.empty() || a[0]->kind_ != Kind::global) fail(ErrorCode::malformed_pickle, "__newobj__: expected a class");
@@ -643,6 +690,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
       arr.dtype = a[0];
       arr.descr = a[0]->s_;
       arr.data = a.size() > 1 ? a[1] : nullptr;
+      check_ndarray_bytes(arr);
       return mk(doc_.ndarray(std::move(arr)));
     }
   }
@@ -654,6 +702,34 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
   Value* o = mk(doc_.object(g, args, newobj));
   touch(o, args);
   return o;
+}
+
+// numpy refuses raw data whose length is not shape x itemsize; so do we,
+// with checked arithmetic (a (2^32, 2^32) shape must not wrap around).
+void Unpickler::check_ndarray_bytes(const NdArray& arr) {
+  if (!arr.data || arr.data->kind_ != Kind::bytes) return;  // object arrays hold a list
+  std::string_view d = arr.descr;
+  if (!d.empty() && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=')) d.remove_prefix(1);
+  if (d.size() < 2) return;
+  const char kind = d[0];
+  uint64_t width = 0;
+  for (char c : d.substr(1)) {
+    if (c < '0' || c > '9' || width > 1'000'000'000) return;  // structured or unusual: not checked
+    width = width * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (std::string_view("biufcmMSUV?").find(kind) == std::string_view::npos) return;
+  uint64_t item = kind == 'U' ? width * 4 : width;
+  uint64_t n = 1;
+  for (int64_t dim : arr.shape) {
+    auto m = detail::checked_mul(n, static_cast<uint64_t>(dim));
+    if (!m) fail(ErrorCode::malformed_pickle, "numpy array shape overflows 64 bits");
+    n = *m;
+  }
+  auto bytes = detail::checked_mul(n, item);
+  if (!bytes || *bytes != arr.data->s_.size())
+    fail(ErrorCode::malformed_pickle, "numpy " + std::string(arr.is_scalar ? "scalar" : "array") + " of dtype " + arr.descr +
+                                          " needs " + (bytes ? std::to_string(*bytes) : std::string("> 2^64")) +
+                                          " bytes of data, the pickle has " + std::to_string(arr.data->s_.size()));
 }
 
 void Unpickler::build(Value* obj, Value* state) {
@@ -703,6 +779,7 @@ void Unpickler::build(Value* obj, Value* state) {
       arr.descr = e[2]->s_;
       arr.fortran_order = e[3]->kind_ == Kind::boolean && e[3]->i_;
       arr.data = e[4];
+      check_ndarray_bytes(arr);
       touch(obj, state);
       return;
     }
@@ -727,8 +804,7 @@ void Unpickler::setitems(Value* target, const std::vector<Value*>& kv) {
   if (target->kind_ == Kind::dict) {
     for (size_t i = 0; i < kv.size(); i += 2) {
       Value* k = kv[i];
-      if (k->kind_ == Kind::list || k->kind_ == Kind::dict || k->kind_ == Kind::set)
-        fail(ErrorCode::malformed_pickle, std::string("unhashable dict key of type ") + kind_name(k->kind_));
+      check_hashable(k, "dict key");
       target->set(k, kv[i + 1]);
       touch(target, kv[i + 1]);
     }
@@ -996,6 +1072,7 @@ UnpickleResult Unpickler::run() {
         auto items = pop_mark();
         Value* s = mk(doc_.frozenset());
         for (Value* v : items) {
+          check_hashable(v, "frozenset element");
           s->elems_.push_back(v);
           touch(s, v);
         }
@@ -1028,6 +1105,7 @@ UnpickleResult Unpickler::run() {
         Value* s = top();
         if (s->kind_ != Kind::set) fail(ErrorCode::malformed_pickle, std::string("ADDITEMS on a ") + kind_name(s->kind_) + ", not a set");
         for (Value* v : items) {
+          check_hashable(v, "set element");
           s->elems_.push_back(v);
           touch(s, v);
         }

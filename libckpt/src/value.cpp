@@ -88,34 +88,60 @@ const std::vector<std::pair<Value*, Value*>>& Value::items() const {
   type_fail(*this, "dict");
 }
 
+namespace {
+// Canonical text of a hashable key. Tuples of shared tuples form DAGs whose
+// expansion is exponential, so the text has a budget; past it the key is
+// compared by identity instead.
+bool index_key_into(const Value& k, std::string& out, size_t& budget);
+}  // namespace
+
 std::optional<std::string> Value::find_index_key(const Value& k) const {
-  switch (k.kind_) {
-    case Kind::string: return "s" + k.s_;
-    case Kind::integer: case Kind::boolean: return "i" + std::to_string(k.i_);
-    case Kind::bigint: return "i" + k.s_;
-    case Kind::none: return std::string("n");
-    case Kind::bytes: return "b" + k.s_;
+  std::string out;
+  size_t budget = 4096;
+  if (!index_key_into(k, out, budget)) return std::nullopt;
+  return out;
+}
+
+namespace {
+bool index_key_into(const Value& k, std::string& out, size_t& budget) {
+  if (budget == 0) return false;
+  --budget;
+  switch (k.kind()) {
+    case Kind::string: out += 's'; out += k.as_str(); break;
+    case Kind::integer: case Kind::boolean: out += 'i'; out += std::to_string(k.as_int()); break;
+    case Kind::bigint: out += 'i'; out += k.bigint_text(); break;
+    case Kind::none: out += 'n'; break;
+    case Kind::bytes: out += 'b'; out += k.as_bytes(); break;
     case Kind::floating: {
-      if (std::isfinite(k.f_) && k.f_ == std::floor(k.f_) && std::fabs(k.f_) < 9.2e18)
-        return "i" + std::to_string(static_cast<int64_t>(k.f_));
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "f%a", k.f_);
-      return std::string(buf);
+      double f = k.as_float();
+      if (std::isfinite(f) && f == std::floor(f) && std::fabs(f) < 9.2e18) {
+        out += 'i';
+        out += std::to_string(static_cast<int64_t>(f));
+      } else {
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "f%a", f);
+        out += buf;
+      }
+      break;
     }
     case Kind::tuple: {
-      std::string r = "t(";
-      for (const Value* e : k.elems_) {
-        auto s = find_index_key(*e);
-        if (!s) return std::nullopt;
-        r += std::to_string(s->size()) + ":" + *s;
+      out += "t(";
+      for (const Value* e : k.elements()) {
+        std::string sub;
+        if (!index_key_into(*e, sub, budget)) return false;
+        out += std::to_string(sub.size()) + ":" + sub;
+        if (out.size() > 4096) return false;
       }
-      return r + ")";
+      out += ')';
+      break;
     }
-    case Kind::global: return "g" + k.s_ + "." + k.s2_;
-    case Kind::torch_dtype: return "d" + std::string(dtype_name(k.dtype_));
-    default: return std::nullopt;
+    case Kind::global: out += 'g'; out += k.module() + "." + k.name(); break;
+    case Kind::torch_dtype: out += 'd'; out += dtype_name(k.torch_dtype()); break;
+    default: return false;
   }
+  return out.size() <= 1 << 20;
 }
+}  // namespace
 
 void Value::reindex() const {
   index_ = std::make_unique<std::unordered_map<std::string, size_t>>();
@@ -488,13 +514,13 @@ struct Walker {
   }
 };
 
-void append_escaped(std::string& out, const std::string& s, char quote) {
-  out += quote;
+void append_escaped(std::string& out, const std::string& s, char quote, bool escape_high = false) {
+  if (quote) out += quote;
   for (unsigned char c : s) {
-    if (c == '\\' || c == static_cast<unsigned char>(quote)) {
+    if (c == '\\' || (quote && c == static_cast<unsigned char>(quote))) {
       out += '\\';
       out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c < 0x20 || c == 0x7f || (escape_high && c >= 0x80)) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", c);
       out += buf;
@@ -502,7 +528,13 @@ void append_escaped(std::string& out, const std::string& s, char quote) {
       out += static_cast<char>(c);
     }
   }
-  out += quote;
+  if (quote) out += quote;
+}
+
+std::string escaped(const std::string& s) {
+  std::string out;
+  append_escaped(out, s, 0);
+  return out;
 }
 
 void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth) {
@@ -544,7 +576,7 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
       return;
     }
     case Kind::string: append_escaped(out, v.as_str(), '\''); return;
-    case Kind::bytes: out += 'b'; append_escaped(out, v.as_bytes(), '\''); return;
+    case Kind::bytes: out += 'b'; append_escaped(out, v.as_bytes(), '\'', true); return;
     case Kind::list: case Kind::tuple: case Kind::set: case Kind::frozenset: {
       const char* open = v.kind() == Kind::list ? "[" : v.kind() == Kind::tuple ? "(" : "{";
       const char* close = v.kind() == Kind::list ? "]" : v.kind() == Kind::tuple ? ")" : "}";
@@ -567,7 +599,7 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
     case Kind::dict: {
       bool ns = v.type_name() == "argparse.Namespace";
       if (ns) out += "Namespace(";
-      else if (!v.type_name().empty()) out += v.type_name().substr(v.type_name().rfind('.') + 1) + "(";
+      else if (!v.type_name().empty()) out += escaped(v.type_name().substr(v.type_name().rfind('.') + 1)) + "(";
       out += ns ? "" : "{";
       bool first = true;
       for (const auto& [k, val] : v.items()) {
@@ -587,9 +619,9 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
       if (!ns && !v.type_name().empty()) out += ")";
       return;
     }
-    case Kind::global: out += v.module() + "." + v.name(); return;
+    case Kind::global: out += escaped(v.module() + "." + v.name()); return;
     case Kind::object: {
-      out += "<" + v.qualified_name();
+      out += "<" + escaped(v.qualified_name());
       if (!v.unsupported_reason().empty()) out += ": " + v.unsupported_reason();
       out += ">";
       return;
@@ -610,7 +642,7 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
     case Kind::ndarray: {
       const NdArray& a = v.ndarray();
       out += a.is_scalar ? "numpy.scalar(" : "numpy.ndarray(";
-      out += a.descr;
+      out += escaped(a.descr);
       if (!a.is_scalar) {
         out += ", [";
         for (size_t i = 0; i < a.shape.size(); ++i) {
@@ -622,9 +654,15 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
       out += ")";
       return;
     }
-    case Kind::np_dtype: out += "dtype('" + v.np_descr() + "')"; return;
+    case Kind::np_dtype: out += "dtype(";
+      append_escaped(out, v.np_descr(), '\'');
+      out += ")";
+      return;
     case Kind::torch_dtype: out += "torch."; out += dtype_name(v.torch_dtype()); return;
-    case Kind::device: out += "device('" + v.device() + "')"; return;
+    case Kind::device: out += "device(";
+      append_escaped(out, v.device(), '\'');
+      out += ")";
+      return;
   }
 }
 

@@ -11,6 +11,8 @@ every corpus file with what must happen:
   match         torch 1.13 loads it (MANIFEST: WO or FULL OK); ckpt_canon dump
                 must equal canon(torch.load(...)), with weights_only=True when
                 the MANIFEST says WO is OK, else weights_only=False (FULL OK).
+                Also: ckpt_canon resave must give a file with torch's zip
+                layout that torch.load (same weights_only) reads as equal.
   match_pickle  a plain pickle torch.load refuses but a restricted
                 pickle.Unpickler (numpy/builtins only) reads: dump must equal it.
   opens         ckpt_canon dump succeeds (prints JSON, exit 0).
@@ -27,6 +29,8 @@ import pickle
 import shutil
 import sys
 import tempfile
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "interop"))
@@ -148,6 +152,31 @@ def check_malicious(rep, exe, root, rel, want):
     return r
 
 
+def check_resave(rep, exe, torch, canon, rel, path, truth, weights_only, resave_dir):
+    """ckpt_canon resave of a real file: torch layout, and torch.load sees the same values."""
+    what = rel + " (resave)"
+    out = os.path.join(resave_dir, os.path.basename(rel))
+    r = common.run([exe, "resave", path, out], timeout=60)
+    if r.rc != 0:
+        rep.fail(what, r.describe())
+        return
+    problems = common.zip_layout_problems(out)
+    if problems:
+        rep.fail(what, "layout: " + "; ".join(problems))
+        return
+    try:
+        again = canon.canon(torch.load(out, map_location="cpu", weights_only=weights_only))
+    except Exception as e:
+        rep.fail(what, "torch.load(weights_only=%s) of the resaved file: %r" % (weights_only, e))
+        return
+    diff = canon.first_difference(again, truth)
+    if diff is None:
+        rep.ok(what)
+    else:
+        rep.fail(what, "resaved vs original differ at " + diff)
+    os.unlink(out)
+
+
 def main():
     args = sys.argv[1:]
     print_actual = False
@@ -181,6 +210,7 @@ def main():
         return
 
     rep = common.Report("corpus")
+    resave_dir = tempfile.mkdtemp(prefix="ckpt_corpus_resave_")
     expectations = read_expectations(EXPECTATIONS)
     for rel in files:
         if rel not in expectations:
@@ -237,6 +267,8 @@ def main():
                 rep.ok(rel, want)
             else:
                 rep.fail(rel, "C++ vs %s differ at %s" % ("torch" if want == "match" else "pickle", diff))
+            if want == "match":
+                check_resave(rep, exe, torch, canon, rel, path, truth, bool(m["wo"]), resave_dir)
             continue
         st = actual_status(r)
         if st == want:
@@ -249,6 +281,7 @@ def main():
             rep.ok(rel, st)
         else:
             rep.fail(rel, "expected %s, got %s: %s" % (want, st, r.describe()))
+    shutil.rmtree(resave_dir, ignore_errors=True)
     rep.finish()
 
 

@@ -80,6 +80,8 @@ def views():
         "narrow_last": base.reshape(-1)[-1:],
         "int_t": torch.arange(6, dtype=torch.int64).reshape(2, 3).t(),
         "unsqueeze": base[0, 0].unsqueeze(1),
+        "zero_d_view": base[1, 2, 3],
+        "size1_dims": base[:1, 1:2, :],
     }
 
 
@@ -102,7 +104,8 @@ def nested():
     return {
         "a": {"b": {"c": [1, 2, (3, 4, [5, {"d": torch.ones(2)}])]}},
         "int_keys": {0: "zero", 1: "one", -5: "minus five", 10**20: "big"},
-        "tuple_key": {(1, "x"): "tuple key", None: "none key", True: "bool key"},
+        "tuple_key": {(1, "x"): "tuple key", None: "none key", True: "bool key", 1.5: "float key",
+                      b"k": "bytes key", frozenset([1]): "frozenset key"},
         "empty": {"list": [], "tuple": (), "dict": {}, "str": ""},
         "deep": [[[[[[["deep"]]]]]]],
         "t1": (1,), "t2": (1, 2), "t3": (1, 2, 3), "t4": (1, 2, 3, 4),
@@ -160,7 +163,9 @@ def python_values():
     dd["x"].append(1)
     od = collections.OrderedDict([("z", 1), ("a", 2)])
     return {
-        "floats": [0.1, -0.0, 0.0, 1e308, -1e-308, 5e-324, math.inf, -math.inf, math.nan, 1.0 / 3],
+        "floats": [0.1, -0.0, 0.0, 1e308, -1e-308, 5e-324, math.inf, -math.inf, math.nan, 1.0 / 3,
+                   struct.unpack(">d", bytes.fromhex("fff8000000000001"))[0],   # -nan with payload
+                   struct.unpack(">d", bytes.fromhex("7ff0000000000123"))[0]],  # signalling nan
         "ints": [0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -(2**31), 2**31, 2**63 - 1,
                  -(2**63), 2**63, -(2**63) - 1, 2**64, 2**70, -(2**70), 10**40, -(10**40)],
         "bytes": [b"", b"\x00\xff\x80abc", bytes(range(256))],

@@ -14,12 +14,13 @@ For each build variant:
   * canon(loaded) equals canon(expected object), and ckpt_canon dump of the
     same file equals it too.
 """
-import argparse  # noqa: F401
 import collections
 import os
 import shutil
 import sys
 import tempfile
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402

@@ -10,6 +10,8 @@ import shutil
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 

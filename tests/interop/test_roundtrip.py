@@ -14,6 +14,8 @@ import shutil
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
@@ -52,6 +54,14 @@ def deep_state(x):
     if type(x) is list:
         return [deep_state(v) for v in x]
     return x
+
+
+def _wo_loads(path):
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception:
+        return False
 
 
 def sharing(ptrs):
@@ -111,6 +121,11 @@ def main():
                 continue
             if sharing(a.ptrs) != sharing(b.ptrs):
                 rep.fail(name, "storage sharing differs: %s vs %s" % (sharing(a.ptrs), sharing(b.ptrs)))
+                continue
+            # What torch's weights_only accepted before, it must accept after the resave.
+            wo_src = _wo_loads(src)
+            if wo_src and not _wo_loads(out):
+                rep.fail(name, "torch.load(weights_only=True) accepts the original but not the resaved file")
                 continue
             if name in gen_fixtures.OPAQUE:
                 diff = canon.first_difference(canon.canon(deep_state(again)), canon.canon(deep_state(orig)))

@@ -339,6 +339,10 @@ TEST_CASE("validate refuses absurd layouts with invalid_tensor") {
       {"extent past the end with an offset", {2, 3}, {3, 1}, 1},
       {"strided extent past the end", {3}, {3}, 0},
       {"0-d past the end", {}, {}, 6},
+      // (offset + extent) x itemsize wraps to 4 bytes in uint64 arithmetic
+      {"offset 2^62: byte offset wraps", {1}, {1}, int64_t{1} << 62},
+      {"stride 2^62: byte extent wraps", {2}, {int64_t{1} << 62}, 0},
+      {"offset 2^62 - 1 + stride: wraps", {2}, {1}, (int64_t{1} << 62) - 1},
       {"shape/stride rank mismatch", {2, 3}, {1}, 0},
       {"shape/stride rank mismatch (more strides)", {6}, {1, 1}, 0},
   };

@@ -1443,6 +1443,43 @@ TEST_CASE("quantized and sparse tensors -> objects with an unsupported_reason (t
   }
 }
 
+TEST_CASE("_rebuild_meta_tensor_no_storage -> object with an unsupported_reason") {
+  Pk p;
+  p.proto(2).global("torch._utils", "_rebuild_meta_tensor_no_storage").mark();
+  p.global("torch", "float32").binint1(2).tuple1().binint1(1).tuple1().newfalse().tuple().reduce().stop();
+  auto l = load(p.s);
+  REQUIRE_KIND(l->v, object);
+  CHECK_FALSE(l->v->unsupported_reason().empty());
+}
+
+TEST_CASE("tensor rebuilds validate the extent against the storage, at the REDUCE") {
+  StorageTable st;
+  st.storages["0"] = ckpt::Storage::from_bytes(DType::float32, f32_bytes({0, 1, 2, 3}));
+  ckpt::UnpickleOptions opts;
+  st.install(opts);
+  struct Case {
+    const char* what;
+    uint8_t offset, size, stride;
+  };
+  for (const Case& c : {Case{"size 5 > 4", 0, 5, 1}, Case{"offset 4 + 1", 4, 1, 1}, Case{"stride 2 x 3", 0, 3, 2}}) {
+    CAPTURE(c.what);
+    Pk p;
+    p.proto(2).global("torch._utils", "_rebuild_tensor_v2").mark();
+    p.storage_pid("FloatStorage", "0", 4);
+    p.binint1(c.offset).binint1(c.size).tuple1().binint1(c.stride).tuple1().newfalse().ordered_dict_empty().tuple();
+    const size_t at = p.pos();
+    p.reduce().stop();
+    CHECK_FAILS(p.s, opts, ErrorCode::invalid_tensor, at);
+  }
+}
+
+TEST_CASE("values remember the offset of the opcode that created them") {
+  auto l = load(B("\x80\x02]K\x01" "a."));
+  REQUIRE_KIND(l->v, list);
+  CHECK(l->v->offset() == 2);
+  CHECK(l->v->elements()[0]->offset() == 3);
+}
+
 TEST_CASE("allow_unknown_globals=false keeps allowed and known globals working") {
   ckpt::UnpickleOptions opts;
   opts.allow_unknown_globals = false;

@@ -220,8 +220,9 @@ const std::vector<std::array<const char*, 2>> kDeniedT6 = {
 
 TEST_CASE("denied globals via GLOBAL -> unsafe_global at the GLOBAL opcode") {
   for (const auto& [m, n] : kDenied) {
-    CAPTURE(m);
-    CAPTURE(n);
+    const std::string mod(m), name(n);
+    CAPTURE(mod);
+    CAPTURE(name);
     CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
     // GLOBAL m n; ('x',); REDUCE
     Pk p;
@@ -236,8 +237,9 @@ TEST_CASE("denied globals via GLOBAL -> unsafe_global at the GLOBAL opcode") {
 
 TEST_CASE("denied globals via STACK_GLOBAL -> unsafe_global at the STACK_GLOBAL opcode") {
   for (const auto& [m, n] : kDenied) {
-    CAPTURE(m);
-    CAPTURE(n);
+    const std::string mod(m), name(n);
+    CAPTURE(mod);
+    CAPTURE(name);
     Pk p;
     p.proto(4).short_binunicode(m).short_binunicode(n);
     const size_t at = p.pos();
@@ -259,8 +261,9 @@ TEST_CASE("STACK_GLOBAL names fed through the memo are resolved from the real st
 
 TEST_CASE("the rest of T6's callables are denied too") {
   for (const auto& [m, n] : kDeniedT6) {
-    CAPTURE(m);
-    CAPTURE(n);
+    const std::string mod(m), name(n);
+    CAPTURE(mod);
+    CAPTURE(name);
     CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
     Pk p;
     p.proto(2).global(m, n).binunicode("id").tuple1().reduce().stop();
@@ -280,6 +283,53 @@ TEST_CASE("REDUCE whose callable is not a global -> unsafe_global") {
   CHECK_FAILS(B("\x80\x02}K\x01\x85R."), kDefault, ErrorCode::unsafe_global, 6);
   // The result of an opaque call is not callable either.
   CHECK_FAILS(B("\x80\x02" "c__main__\nf\n)R)R."), kDefault, ErrorCode::unsafe_global, 17);
+}
+
+TEST_CASE("dotted names reach denied callables through getattr chains (protocol >= 4)") {
+  // CPython's find_class resolves a dotted name with getattr at protocol >= 4:
+  // STACK_GLOBAL('__main__', 'os.system') is os.system in any script that
+  // imported os. Exact-string matching on the module alone misses these.
+  const std::vector<std::array<const char*, 2>> dotted = {
+      {"__main__", "os.system"},
+      {"torch.nn.modules.module", "torch.load"},
+      {"numpy", "lib.npyio.os.system"},
+  };
+  for (const auto& [m, n] : dotted) {
+    const std::string mod(m), name(n);
+    CAPTURE(mod);
+    CAPTURE(name);
+    CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
+    Pk p;
+    p.proto(4).short_binunicode(m).short_binunicode(n);
+    const size_t at = p.pos();
+    p.op(0x93).binunicode("id").tuple1().reduce().stop();
+    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, at);
+  }
+}
+
+TEST_CASE("more code-execution and file-I/O entry points are denied") {
+  // pickle.hpp: denied = "code execution or I/O". Each of these runs a shell
+  // command, loads native code, or creates/reads arbitrary files when called.
+  const std::vector<std::array<const char*, 2>> more = {
+      {"pydoc", "pipepager"},                  // os.popen(cmd)
+      {"torch.utils.collect_env", "run"},      // subprocess, shell=True
+      {"_posixsubprocess", "fork_exec"},
+      {"numpy.ctypeslib", "load_library"},     // dlopen
+      {"venv", "create"},                      // runs ensurepip
+      {"gzip", "open"},        {"bz2", "open"},         {"lzma", "open"},
+      {"tarfile", "open"},     {"zipfile", "ZipFile"},  {"shelve", "open"},
+      {"sqlite3", "connect"},  {"logging", "FileHandler"}, {"linecache", "getline"},
+      {"numpy", "memmap"},     {"numpy", "save"},       {"numpy", "genfromtxt"},
+  };
+  for (const auto& [m, n] : more) {
+    const std::string mod(m), name(n);
+    CAPTURE(mod);
+    CAPTURE(name);
+    CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
+    Pk p;
+    p.proto(2).global(m, n).binunicode("x").tuple1().reduce().stop();
+    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, 2);
+  }
 }
 
 TEST_CASE("allow_unknown_globals=false: an unknown global is refused like weights_only") {
@@ -321,6 +371,15 @@ TEST_CASE("SETITEM(S) on a non-dict, APPEND(S) on a non-list, ADDITEMS on a non-
   // BUILD on a list, on an int
   CHECK_FAILS(B("\x80\x02]}b."), kDefault, ErrorCode::malformed_pickle, 4);
   CHECK_FAILS(B("\x80\x02K\x01}b."), kDefault, ErrorCode::malformed_pickle, 5);
+}
+
+TEST_CASE("unhashable set elements are refused like unhashable dict keys") {
+  // CPython: TypeError: unhashable type: 'list'. The dict-key rule already holds:
+  CHECK_FAILS(B("\x80\x02}]K\x01s."), kDefault, ErrorCode::malformed_pickle, 6);
+  // ... and sets must follow it: ADDITEMS, FROZENSET, REDUCE(builtins.set, ([[]],))
+  CHECK_FAILS(B("\x80\x04\x8f(]\x90."), kDefault, ErrorCode::malformed_pickle, 5);
+  CHECK_FAILS(B("\x80\x04(}\x91."), kDefault, ErrorCode::malformed_pickle, 4);
+  CHECK_FAILS(B("\x80\x02" "c__builtin__\nset\n]]a\x85R."), kDefault, ErrorCode::malformed_pickle, 23);
 }
 
 TEST_CASE("odd item counts, bad REDUCE args, bad STACK_GLOBAL operands -> malformed_pickle") {
@@ -676,6 +735,129 @@ TEST_CASE("memo Billion Laughs: 2^60 logical leaves load in O(n); walks are budg
   }
 }
 
+TEST_CASE("a memo-shared tuple tree used as a dict key costs O(nodes), not O(2^depth)") {
+  // {T: 1} where T0 = (1,), Ti = (Ti-1, Ti-1): 2^depth logical leaves, depth+1
+  // nodes. Depth 22 is enough to see exponential key handling (depth 60, the
+  // real bomb, would never finish); a linear implementation takes microseconds.
+  Pk p;
+  p.proto(2).empty_dict().binint1(1).tuple1();
+  for (int i = 0; i < 22; ++i) p.dup().tuple2();
+  p.binint1(1).setitem().stop();
+  const Failure f = failure_of(p.s, kDefault);
+  INFO(f.what);
+  CHECK((!f.threw || f.code == static_cast<int>(ErrorCode::limit_exceeded)));
+  CHECK(f.seconds < 0.25);
+}
+
+TEST_CASE("memo Billion Laughs: the default walk budget is spent within 1 s") {
+  // reliability.md T6: <= 1 s per fixture. We walk 2M nodes and require the
+  // rate that finishes the default budget (Limits::max_walk_nodes) in 1 s.
+  auto storage = ckpt::Storage::from_bytes(DType::float32, {0, 0, 128, 63});
+  ckpt::UnpickleOptions opts;
+  opts.persistent_load = [&](ckpt::Document& d, Value*, uint64_t) { return d.storage(storage); };
+  Pk p;
+  p.proto(2).tensor_v2("0", 1, 1);
+  for (int i = 0; i < 60; ++i) p.dup().tuple2();
+  p.stop();
+  ckpt::Document doc;
+  Value* root = ckpt::unpickle(as_span(p.s), doc, opts).value;
+  const uint64_t budget = 2'000'000;
+  bool threw = false;
+  const double s = seconds_of([&] {
+    try {
+      ckpt::walk_tensors(*root, [](const ckpt::TensorVisit&) { return true; }, 1000, budget);
+    } catch (const ckpt::Error& e) {
+      threw = true;
+    }
+  });
+  CHECK(threw);
+  CAPTURE(s);
+  CHECK(s * (static_cast<double>(ckpt::Limits{}.max_walk_nodes) / budget) < 1.0);
+}
+
+TEST_CASE("numpy arrays and scalars whose bytes do not match their shape are refused") {
+  // numpy itself: "buffer size does not match array size" /
+  // "initialization string is too small". Consumers trust shape x itemsize.
+  const std::string dtype_f4 = B(
+      "cnumpy\ndtype\nX\x02\x00\x00\x00" "f4\x89\x88\x87R(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb");
+  const std::string head = B("\x80\x02" "cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" "C\x01" "b\x87R(K\x01");
+  struct Case {
+    const char* what;
+    std::string shape;
+    std::string data;
+  };
+  const std::vector<Case> cases = {
+      {"shape (100,) with 4 bytes", B("K\x64\x85"), B("C\x04\x00\x00\x00\x00")},
+      {"shape (2,) with 12 bytes", B("K\x02\x85"), B("C\x0c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")},
+      {"shape (2^32, 2^32): product x 4 overflows", B("\x8a\x05\x00\x00\x00\x00\x01\x8a\x05\x00\x00\x00\x00\x01\x86"),
+       B("C\x04\x00\x00\x00\x00")},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    const std::string pkl = head + c.shape + dtype_f4 + B("\x89") + c.data + B("tb.");
+    const Failure f = failure_of(pkl, kDefault);
+    INFO(f.what);
+    CHECK(f.threw);
+    CHECK(code_in(f.code, {ErrorCode::malformed_pickle, ErrorCode::invalid_tensor, ErrorCode::limit_exceeded}));
+  }
+  {
+    // control: shape (1,) with 4 bytes loads
+    ckpt::Document doc;
+    const std::string ok = head + B("K\x01\x85") + dtype_f4 + B("\x89") + B("C\x04\x00\x00\x80?") + B("tb.");
+    CHECK(ckpt::unpickle(as_span(ok), doc, kDefault).value->is(Kind::ndarray));
+  }
+  {
+    // numpy.float64 scalar from 1 byte
+    const std::string sc = B("\x80\x02" "cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x02\x00\x00\x00" "f8\x89\x88\x87R"
+                             "(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbC\x01\x00\x86R.");
+    const Failure f = failure_of(sc, kDefault);
+    INFO(f.what);
+    CHECK(f.threw);
+    CHECK(code_in(f.code, {ErrorCode::malformed_pickle, ErrorCode::invalid_tensor}));
+  }
+}
+
+TEST_CASE("torch.device with a negative index is refused, as torch does") {
+  // torch.device('cuda', -1): RuntimeError: Device index must not be negative
+  CHECK_FAILS(B("\x80\x02" "ctorch\ndevice\nX\x04\x00\x00\x00" "cudaJ\xff\xff\xff\xff\x86R."), kDefault,
+              ErrorCode::malformed_pickle, 31);  // the REDUCE
+}
+
+TEST_CASE("repr escapes control characters coming from any string in the pickle") {
+  // value.hpp: "Control characters are escaped." ckpt-info prints repr() to a
+  // terminal, so an ESC or newline from a file must never come out raw.
+  auto raw_control = [](const std::string& r, bool allow_high) {
+    for (unsigned char c : r)
+      if (c < 0x20 || c == 0x7f || (!allow_high && c >= 0x80)) return true;
+    return false;
+  };
+  struct Case {
+    const char* what;
+    std::string pkl;
+    bool allow_high;  // non-ASCII UTF-8 is fine in text, not in bytes
+  };
+  const std::vector<Case> cases = {
+      {"str", B("X\x05\x00\x00\x00" "a\nb\x1b" "c."), true},
+      {"dict key", B("}X\x03\x00\x00\x00\x1b\n\tK\x01s."), true},
+      {"bytes", B("C\x04\xff\x00\n\x1b."), false},
+      {"torch.device type", B("\x80\x02" "ctorch\ndevice\nX\x05\x00\x00\x00" "a\x1b\nbcK\x00\x86R."), true},
+      {"numpy dtype descr", B("\x80\x02" "cnumpy\ndtype\nX\x03\x00\x00\x00\x1b\n8\x89\x88\x87R."), true},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    ckpt::Document doc;
+    Value* v = nullptr;
+    try {
+      v = ckpt::unpickle(as_span(c.pkl), doc, kDefault).value;
+    } catch (const ckpt::Error& e) {
+      continue;  // refusing the value outright is fine too
+    }
+    const std::string r = ckpt::repr(*v);
+    CAPTURE(r);
+    CHECK_FALSE(raw_control(r, c.allow_high));
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Persistent ids through the real loaders
 // ---------------------------------------------------------------------------
@@ -767,11 +949,18 @@ TEST_CASE("torch zip: a pid naming an absent record, or a numel the record does 
     }
     CHECK(threw);
   }
-  for (uint8_t numel : {uint8_t{4}, uint8_t{1}}) {
-    CAPTURE(int(numel));
+  {
+    // A record shorter than numel x itemsize would be read past (CVE-2026-24747).
     Pk p;
-    p.proto(2).empty_dict().binunicode("w").tensor_v2("0", numel, 1).setitem().stop();
+    p.proto(2).empty_dict().binunicode("w").tensor_v2("0", 4, 1).setitem().stop();
     CHECK_THROWS_AS(open_zip(p.s, f32le({1, 2})), ckpt::Error);
+  }
+  {
+    // A longer record is accepted, as torch does: the storage uses its head.
+    Pk p;
+    p.proto(2).empty_dict().binunicode("w").tensor_v2("0", 1, 1).setitem().stop();
+    auto ck = open_zip(p.s, f32le({1, 2}));
+    CHECK(ck.storages().at(0)->nbytes() == 4);
   }
 }
 

@@ -95,7 +95,7 @@ class Checkpoint {
   std::vector<GlobalRef> globals_;
   std::vector<std::shared_ptr<Storage>> storages_;
   uint32_t opts_depth_ = 1000;
-  uint64_t opts_nodes_ = 50'000'000;
+  uint64_t opts_nodes_ = 2'000'000;
   friend struct CheckpointLoader;
 };
 

@@ -72,7 +72,9 @@ class Value {
   double as_float() const;            ///< floating, integer or boolean
   const std::string& as_str() const;  ///< string (UTF-8)
   const std::string& as_bytes() const;
-  const std::string& bigint_text() const;  ///< decimal text of a bigint
+  /// Decimal text of a bigint ("-1180591620717411303424"); beyond 256 bytes
+  /// the text is hexadecimal ("0x1f...") to keep conversion linear.
+  const std::string& bigint_text() const;
   double real() const noexcept { return f_; }
   double imag() const noexcept { return f2_; }
 
@@ -211,7 +213,7 @@ struct TensorVisit {
   const Tensor& tensor() const { return value->tensor(); }
 };
 void walk_tensors(const Value& root, const std::function<bool(const TensorVisit&)>& fn,
-                  uint32_t max_depth = 1000, uint64_t max_nodes = 50'000'000);
+                  uint32_t max_depth = 1000, uint64_t max_nodes = 2'000'000);
 
 /// Key-path component for a dict key or list index ("net.fc.weight", "0").
 std::string key_component(const Value& key);
