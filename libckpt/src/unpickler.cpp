@@ -164,12 +164,13 @@ void Unpickler::fail(ErrorCode code, const std::string& msg) const {
   throw Error(code, msg, o_.path, o_.entry, op_, context_path());
 }
 
-// The key path of the value being built, read off the stack. A dict or list
-// directly followed by a MARK owns that region: an odd-length dict region is
-// building the value of its last key; a list region is building element
-// size()+len. Outside dict-owned regions, a dict followed by a string is
-// taken as a single SETITEM in progress. (The stack alone cannot always tell;
-// this is a best effort for messages.)
+// The key path of the value being built, read off the stack (a best effort
+// for messages: the stack alone cannot always tell). The stack is split into
+// regions by MARKs; a dict or list just before a MARK owns the next region.
+// In a dict-owned region keys and values alternate, so the value in progress
+// belongs to the last key. Elsewhere a dict followed by a string is a single
+// SETITEM in progress, and in a list-owned region the element in progress is
+// the first such dict, else the next element.
 std::string Unpickler::context_path() const {
   std::string path;
   auto add = [&](const std::string& comp) {
@@ -180,26 +181,29 @@ std::string Unpickler::context_path() const {
   std::vector<size_t> bounds(marks_.begin(), marks_.end());
   bounds.push_back(stack_.size());
   size_t start = 0;
-  bool dict_owned = false;
   for (size_t r = 0; r < bounds.size(); ++r) {
     const size_t end = bounds[r];
     if (end < start || end > stack_.size()) break;
     const size_t len = end - start;
-    const Value* owner = start > 0 ? stack_[start - 1] : nullptr;
-    dict_owned = false;
-    if (r > 0 && owner && owner->kind_ == Kind::dict) {
-      dict_owned = true;
+    const Value* owner = r > 0 && start > 0 ? stack_[start - 1] : nullptr;
+    if (owner && owner->kind_ == Kind::dict) {
       if (len % 2 == 1) add(key_component(*stack_[end - 1]));
-    } else if (r > 0 && owner && owner->kind_ == Kind::list) {
-      add(std::to_string(owner->elems_.size() + len));
-    }
-    if (r + 1 == bounds.size() && !dict_owned) {
-      for (size_t i = end; i-- > start;) {  // the last dict followed by a key
-        if (stack_[i]->kind_ == Kind::dict && i + 1 < end && stack_[i + 1]->kind_ == Kind::string) {
-          add(stack_[i + 1]->s_);
-          break;
+      else if (len >= 2) add(key_component(*stack_[end - 2]));
+    } else {
+      size_t first_open = end;
+      std::vector<std::string> keys;
+      for (size_t i = start; i + 1 < end; ++i) {
+        if (stack_[i]->kind_ == Kind::dict && stack_[i + 1]->kind_ == Kind::string) {
+          if (first_open == end) first_open = i;
+          keys.push_back(stack_[i + 1]->s_);
+          ++i;
+        } else if (stack_[i]->kind_ == Kind::list) {  // a single APPEND in progress
+          if (first_open == end) first_open = i;
+          keys.push_back(std::to_string(stack_[i]->elems_.size()));
         }
       }
+      if (owner && owner->kind_ == Kind::list) add(std::to_string(owner->elems_.size() + (first_open - start)));
+      for (const auto& k : keys) add(k);
     }
     start = end;
   }
