@@ -228,3 +228,28 @@ TEST_CASE("full-model pickles open with opaque objects, never executed") {
     CHECK(std::string(e.what()).find("__main__.Net") != std::string::npos);
   }
 }
+
+TEST_CASE("errors name the key path of the value being built") {
+  auto path_of = [](Value* root) {
+    std::string pkl = pickle_dumps(*root, [](const std::shared_ptr<Storage>&) { return std::string("0"); });
+    Document doc;
+    try {
+      unpickle(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pkl.data()), pkl.size()), doc, UnpickleOptions{});
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::unsafe_global);
+      return e.key_path();
+    }
+    return std::string("<no error>");
+  };
+  Document doc;
+  Value* bad = doc.global("os", "system");
+  // multi-item dicts (SETITEMS), single-item dicts (SETITEM), lists (APPENDS/APPEND)
+  Value* a = doc.dict();
+  a->set("model", doc.dict()->set("w", int64_t{1})->set("bad", bad));
+  CHECK(path_of(a) == "model/bad");
+  Value* b = doc.dict();
+  b->set("opt", doc.list({doc.integer(1), doc.dict()->set("s", bad)}));
+  CHECK(path_of(b) == "opt/1/s");
+  Value* c = doc.list({doc.ordered_dict()->set("a", int64_t{1})->set("b", doc.list({doc.integer(2), doc.integer(3), bad}))});
+  CHECK(path_of(c) == "0/b/2");
+}
