@@ -45,6 +45,13 @@ std::vector<TensorVisit> Checkpoint::tensors() const {
   return out;
 }
 
+bool Checkpoint::records_aligned() const {
+  if (!zip_) return false;
+  for (const auto& e : zip_->entries())
+    if (zip_->relative_name(e).substr(0, 5) == "data/" && zip_->data_offset(e) % 64 != 0) return false;
+  return true;
+}
+
 void Checkpoint::verify() const {
   if (zip_) {
     for (const auto& e : zip_->entries()) zip_->verify_crc(e);
@@ -229,10 +236,9 @@ void CheckpointLoader::load_zip() {
   ZipArchive& z = *ck.zip_;
   FormatInfo& info = ck.info_;
   info.root = z.root();
-  for (const auto& e : z.entries()) info.records.emplace_back(z.relative_name(e));
   bool torchscript = z.find("constants.pkl") != nullptr;
-  for (const auto& r : info.records)
-    if (r.rfind("code/", 0) == 0) torchscript = true;
+  for (const auto& e : z.entries())
+    if (z.relative_name(e).substr(0, 5) == "code/") torchscript = true;
   info.container = torchscript ? Container::torchscript : Container::torch_zip;
 
   auto small_record = [&](std::string_view name) -> std::optional<std::string> {
@@ -287,7 +293,6 @@ void CheckpointLoader::load_zip() {
     pkl_bytes = pkl_owned;
   }
 
-  bool aligned = true;
   bool pointer_keys = false;
   std::unordered_map<std::string, std::shared_ptr<Storage>> cache;
   auto src = ck.src_;
@@ -323,8 +328,12 @@ void CheckpointLoader::load_zip() {
                       std::string(dtype_name(*dt)) + " but its record holds only " + std::to_string(e->uncompressed_size) + " bytes");
     std::shared_ptr<Storage> st;
     if (e->method == 0) {
-      st = Storage::from_external(*dt, src->data() + e->data_offset, *nbytes, src, loc.as_str());
-      if (e->data_offset % 64 != 0) aligned = false;
+      const ZipArchive* zp = ck.zip_.get();
+      const ZipEntry* ep = e;
+      st = Storage::located(*dt, *nbytes, [zp, ep] {  // two pointers: no heap for the closure
+        uint64_t off = zp->data_offset(*ep);
+        return std::make_pair(zp->source().data() + off, off);
+      }, src, src->mapped(), loc.as_str());
     } else {
       const ZipArchive* zp = ck.zip_.get();
       const ZipEntry* ep = e;
@@ -336,11 +345,9 @@ void CheckpointLoader::load_zip() {
         return b;
       }, loc.as_str());
       st->compressed = true;
-      aligned = false;
     }
     st->key = key.as_str();
     st->entry = e->name;
-    st->file_offset = e->data_offset;
     st->set_big_endian(big);
     if (key.as_str().size() > 6) pointer_keys = true;
     cache.emplace(key.as_str(), st);
@@ -351,7 +358,6 @@ void CheckpointLoader::load_zip() {
   ck.root_ = r.value;
   info.pickle_protocol = r.protocol;
   info.trailing_bytes = pkl_bytes.size() - r.end;
-  info.aligned64 = aligned;
   merge_globals(r.globals);
 
   if (torchscript) info.era = "TorchScript (torch.jit.save)";
@@ -360,7 +366,6 @@ void CheckpointLoader::load_zip() {
   else if (pointer_keys) info.era = "torch 1.6 - 1.9";
   else if (!info.version.empty()) info.era = "torch 1.6 - 2.0";
   else info.era = "zip without a version record (not written by torch.save)";
-  if (!aligned && !ck.storages_.empty() && !torchscript) info.era += ", unaligned records (not written by torch)";
 }
 
 void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
@@ -489,14 +494,12 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
     auto file_bytes = detail::checked_mul(cnt, esz);
     if (!file_bytes) throw Error(ErrorCode::corrupt_legacy, "storage element count overflows", path, "storages", pos - 8);
     s.slice(pos, *file_bytes, "legacy storage data");
-    it->second.root->bind(s.data() + pos, ck.src_);
+    it->second.root->bind(s.data() + pos, ck.src_, pos, s.mapped());
     it->second.root->entry = "storage " + k->as_str();
-    it->second.root->file_offset = pos;
     const uint64_t esize = static_cast<uint64_t>(dtype_size(it->second.dtype));
     for (auto& [vs, voff] : it->second.views) {
-      vs->bind(s.data() + pos + voff * esize, ck.src_);
+      vs->bind(s.data() + pos + voff * esize, ck.src_, pos + voff * esize, s.mapped());
       vs->entry = "storage " + k->as_str();
-      vs->file_offset = pos + voff * esize;
     }
     pos += *file_bytes;
     roots.erase(it);

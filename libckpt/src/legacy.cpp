@@ -144,10 +144,10 @@ void CheckpointLoader::load_tar() {
     if (!nbytes) throw Error(ErrorCode::corrupt_legacy, "bad storage size " + std::to_string(numel), path, "storages", at);
     uint64_t off = members["storages"].offset + at;
     const uint8_t* p = raw("storages", at, *nbytes);
-    auto st = Storage::from_external(*dt, p, *nbytes, ck.src_, hdr->at(1).as_str());
+    auto st = Storage::unbound(*dt, *nbytes, hdr->at(1).as_str());
+    st->bind(p, ck.src_, off, ck.src_->mapped());
     st->key = key_of(hdr->at(0));
     st->entry = "storages";
-    st->file_offset = off;
     st->set_big_endian(!little);
     ck.storages_.push_back(st);
     objects[st->key] = doc.storage(st);
@@ -166,11 +166,11 @@ void CheckpointLoader::load_tar() {
       if (off < 0 || size < 0 || static_cast<uint64_t>(off) > root->numel() || static_cast<uint64_t>(size) > root->numel() - static_cast<uint64_t>(off))
         throw Error(ErrorCode::invalid_tensor, "storage view lies outside its root", path, "storages");
       uint64_t es = static_cast<uint64_t>(dtype_size(root->dtype()));
-      auto vs = Storage::from_external(root->dtype(), root->bytes().data() + static_cast<uint64_t>(off) * es,
-                                       static_cast<uint64_t>(size) * es, ck.src_, root->location());
+      auto vs = Storage::unbound(root->dtype(), static_cast<uint64_t>(size) * es, root->location());
+      vs->bind(root->bytes().data() + static_cast<uint64_t>(off) * es, ck.src_,
+               root->file_offset() + static_cast<uint64_t>(off) * es, ck.src_->mapped());
       vs->key = key_of(v->at(0));
       vs->entry = "storages";
-      vs->file_offset = root->file_offset + static_cast<uint64_t>(off) * es;
       vs->set_big_endian(!little);
       ck.storages_.push_back(vs);
       objects[vs->key] = doc.storage(vs);

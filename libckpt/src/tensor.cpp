@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ckpt/detail/checked.hpp"
 #include "ckpt/error.hpp"
@@ -47,7 +49,40 @@ std::shared_ptr<Storage> Storage::unbound(DType dtype, uint64_t nbytes, std::str
   return s;
 }
 
+std::shared_ptr<Storage> Storage::located(DType dtype, uint64_t nbytes,
+                                          std::function<std::pair<const uint8_t*, uint64_t>()> locate,
+                                          std::shared_ptr<const void> keepalive, bool mapped, std::string location) {
+  std::shared_ptr<Storage> s(new Storage());
+  s->dtype_ = dtype;
+  s->nbytes_ = nbytes;
+  s->locate_ = std::move(locate);
+  s->keepalive_ = std::move(keepalive);
+  s->mapped_ = mapped;
+  s->location_ = std::move(location);
+  return s;
+}
+
+uint64_t Storage::file_offset() const {
+  if (locate_) (void)bytes();
+  return file_offset_;
+}
+
+void Storage::release_pages() const noexcept {
+  if (!mapped_ || !data_ || nbytes_ == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uintptr_t lo = (reinterpret_cast<uintptr_t>(data_) + page - 1) & ~(page - 1);
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(data_) + nbytes_) & ~(page - 1);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 std::span<const uint8_t> Storage::bytes() const {
+  if (locate_) {
+    std::call_once(once_, [this] {
+      auto [p, off] = locate_();
+      data_ = p;
+      file_offset_ = off;
+    });
+  }
   if (loader_) {
     std::call_once(once_, [this] {
       owned_ = loader_();

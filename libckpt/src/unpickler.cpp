@@ -94,7 +94,7 @@ class Unpickler {
 
   // ---- values ----
   Value* mk(Value* v) {
-    v->offset_ = op_;
+    if (!v->shared_) v->offset_ = op_;
     return v;
   }
   Value* make_int_from_text(std::string_view s);
@@ -116,6 +116,7 @@ class Unpickler {
   void appends(Value* target, const std::vector<Value*>& items);
   Value* memo_get(uint64_t id);
   void memo_put(uint64_t id, Value* v);
+  uint64_t memo_size() const { return memo_distinct_; }
   Value* persistent(Value* pid);
   std::string context_path() const;
   const Value& arg(Value* args, size_t i, const char* fn) {
@@ -156,6 +157,8 @@ class Unpickler {
   std::vector<Value*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
+  std::vector<Value*> memo_dense_;
+  uint64_t memo_distinct_ = 0;  // len(memo) in CPython: MEMOIZE's next id
   UnpickleResult res_;
   std::unordered_map<std::string, size_t> global_index_;
 };
@@ -377,13 +380,30 @@ Value* Unpickler::make_long_bytes(std::string_view b) {
   return mk(doc_.bigint(long_to_decimal(b)));
 }
 
+// Memo ids are dense in practice (0, 1, 2, ...): a vector holds them, and a
+// hash map takes the rare sparse or huge ones, so an id of 2^32-1 costs
+// nothing.
 Value* Unpickler::memo_get(uint64_t id) {
+  if (id < memo_dense_.size() && memo_dense_[id]) return memo_dense_[id];
   auto it = memo_.find(id);
   if (it == memo_.end()) fail(ErrorCode::malformed_pickle, "memo key " + std::to_string(id) + " was never stored");
   return it->second;
 }
 
-void Unpickler::memo_put(uint64_t id, Value* v) { memo_[id] = v; }
+void Unpickler::memo_put(uint64_t id, Value* v) {
+  if (id <= memo_dense_.size() + 1024 && id < (uint64_t{1} << 26)) {
+    if (id >= memo_dense_.size()) memo_dense_.resize(static_cast<size_t>(id) + 1 + memo_dense_.size() / 2, nullptr);
+    if (!memo_dense_[id] && !memo_.count(id)) ++memo_distinct_;
+    memo_dense_[id] = v;
+    memo_.erase(id);
+    return;
+  }
+  if (memo_.emplace(id, v).second) {
+    if (id >= memo_dense_.size() || !memo_dense_[id]) ++memo_distinct_;
+  } else {
+    memo_[id] = v;
+  }
+}
 
 Value* Unpickler::global(std::string module, std::string name) {
   // Python 2 names, as _compat_pickle maps them.
@@ -1134,7 +1154,7 @@ UnpickleResult Unpickler::run() {
       }
       case 'q': memo_put(uint_le(1), top()); break;
       case 'r': memo_put(uint_le(4), top()); break;
-      case 0x94: memo_put(memo_.size(), top()); break;  // MEMOIZE
+      case 0x94: memo_put(memo_size(), top()); break;  // MEMOIZE
       // ---- globals and calls ----
       case 'c': {  // GLOBAL
         std::string module(line());

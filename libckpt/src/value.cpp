@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "ckpt/error.hpp"
 
@@ -144,46 +145,42 @@ bool index_key_into(const Value& k, std::string& out, size_t& budget) {
 }  // namespace
 
 void Value::reindex() const {
-  index_ = std::make_unique<std::unordered_map<std::string, size_t>>();
-  index_->reserve(items_.size() * 2);
+  index_ = std::make_unique<Index>();
+  index_->strings.reserve(items_.size() * 2);
   for (size_t i = 0; i < items_.size(); ++i) {
-    auto k = find_index_key(*items_[i].first);
-    if (k) (*index_)[*k] = i;
+    const Value* k = items_[i].first;
+    if (k->kind_ == Kind::string) {
+      index_->strings[std::string_view(k->s_)] = i;
+    } else if (auto c = find_index_key(*k)) {
+      index_->others[*c] = i;
+    }
   }
 }
 
 Value* Value::get(const Value& key) const noexcept {
   if (kind_ != Kind::dict) return nullptr;
+  if (key.kind_ == Kind::string) return get(std::string_view(key.s_));
   auto k = find_index_key(key);
   if (!k) {
     for (const auto& [kk, vv] : items_)
       if (kk == &key) return vv;
     return nullptr;
   }
-  if (items_.size() > 8) {
-    if (!index_) reindex();
-    auto it = index_->find(*k);
-    return it == index_->end() ? nullptr : items_[it->second].second;
-  }
-  for (const auto& [kk, vv] : items_) {
-    auto s = find_index_key(*kk);
-    if (s && *s == *k) return vv;
-  }
-  return nullptr;
+  if (!index_) reindex();
+  auto it = index_->others.find(*k);
+  return it == index_->others.end() ? nullptr : items_[it->second].second;
 }
 
 Value* Value::get(std::string_view key) const noexcept {
   if (kind_ != Kind::dict) return nullptr;
-  if (items_.size() > 8) {
-    if (!index_) reindex();
-    std::string k = "s";
-    k.append(key);
-    auto it = index_->find(k);
-    return it == index_->end() ? nullptr : items_[it->second].second;
+  if (items_.size() <= 8 && !index_) {
+    for (const auto& [kk, vv] : items_)
+      if (kk->kind_ == Kind::string && kk->s_ == key) return vv;
+    return nullptr;
   }
-  for (const auto& [kk, vv] : items_)
-    if (kk->kind_ == Kind::string && kk->s_ == key) return vv;
-  return nullptr;
+  if (!index_) reindex();
+  auto it = index_->strings.find(key);
+  return it == index_->strings.end() ? nullptr : items_[it->second].second;
 }
 
 Value& Value::at(std::string_view key) const {
@@ -256,41 +253,41 @@ Value* Value::append(Value* v) {
 
 Value* Value::set(Value* key, Value* v) {
   if (kind_ != Kind::dict) type_fail(*this, "dict");
-  auto k = find_index_key(*key);
-  if (k) {
-    if (items_.size() > 8 || index_) {
-      if (!index_) reindex();
-      auto it = index_->find(*k);
-      if (it != index_->end()) {
-        items_[it->second].second = v;
-      } else {
-        (*index_)[*k] = items_.size();
-        items_.emplace_back(key, v);
-      }
-    } else {
-      bool found = false;
-      for (auto& kv : items_) {
-        auto s = find_index_key(*kv.first);
-        if (s && *s == *k) {
-          kv.second = v;
-          found = true;
-          break;
-        }
-      }
-      if (!found) items_.emplace_back(key, v);
+  if (items_.size() >= 8 && !index_) reindex();
+  if (index_) {
+    size_t* slot = nullptr;
+    if (key->kind_ == Kind::string) {
+      auto [it, fresh] = index_->strings.emplace(std::string_view(key->s_), items_.size());
+      if (!fresh) slot = &it->second;
+    } else if (auto c = find_index_key(*key)) {
+      auto [it, fresh] = index_->others.emplace(std::move(*c), items_.size());
+      if (!fresh) slot = &it->second;
     }
+    size_t identity = items_.size();
+    if (!slot && key->kind_ != Kind::string && !find_index_key(*key)) {  // unhashable by value: same object
+      for (size_t i = 0; i < items_.size(); ++i)
+        if (items_[i].first == key) identity = i;
+    }
+    if (slot) items_[*slot].second = v;
+    else if (identity < items_.size()) items_[identity].second = v;
+    else items_.emplace_back(key, v);
   } else {
     bool found = false;
-    for (auto& kv : items_)
-      if (kv.first == key) {
+    auto k = key->kind_ == Kind::string ? std::nullopt : find_index_key(*key);
+    for (auto& kv : items_) {
+      bool same;
+      if (key->kind_ == Kind::string) same = kv.first->kind_ == Kind::string && kv.first->s_ == key->s_;
+      else if (k) {
+        auto s = kv.first->kind_ == Kind::string ? std::nullopt : find_index_key(*kv.first);
+        same = s && *s == *k;
+      } else same = kv.first == key;
+      if (same) {
         kv.second = v;
         found = true;
         break;
       }
-    if (!found) {
-      items_.emplace_back(key, v);
-      index_.reset();
     }
+    if (!found) items_.emplace_back(key, v);
   }
   uint32_t d = std::max(key->depth_, v->depth_) + 1;
   if (d > depth_) depth_ = d;
@@ -317,18 +314,54 @@ bool Value::erase(std::string_view key) {
 
 // ---------------------------------------------------------------- Document
 
+// An arena of chunks that double in size (64 values up to 4096): a few
+// allocations per document, and no moves (Value* stay valid).
 Value* Document::make(Kind k) {
-  nodes_.emplace_back(Value(this, k));
-  return &nodes_.back();
-}
-
-Value* Document::none() { return make(Kind::none); }
-Value* Document::boolean(bool b) {
-  Value* v = make(Kind::boolean);
-  v->i_ = b;
+  if (chunks_.empty() || used_ == chunks_.back().capacity) {
+    const size_t cap = chunks_.empty() ? 64 : std::min<size_t>(chunks_.back().capacity * 2, 4096);
+    chunks_.push_back(Chunk{static_cast<Value*>(::operator new(cap * sizeof(Value), std::align_val_t(alignof(Value)))), cap});
+    used_ = 0;
+  }
+  Value* v = new (chunks_.back().base + used_) Value(this, k);
+  ++used_;
+  ++count_;
   return v;
 }
+
+Document::~Document() {
+  for (size_t c = 0; c < chunks_.size(); ++c) {
+    const size_t n = c + 1 == chunks_.size() ? used_ : chunks_[c].capacity;
+    for (size_t i = 0; i < n; ++i) chunks_[c].base[i].~Value();
+    ::operator delete(chunks_[c].base, std::align_val_t(alignof(Value)));
+  }
+}
+
+Value* Document::none() {
+  if (!none_) {
+    none_ = make(Kind::none);
+    none_->shared_ = true;
+  }
+  return none_;
+}
+Value* Document::boolean(bool b) {
+  Value*& slot = bools_[b ? 1 : 0];
+  if (!slot) {
+    slot = make(Kind::boolean);
+    slot->i_ = b;
+    slot->shared_ = true;
+  }
+  return slot;
+}
 Value* Document::integer(int64_t i) {
+  if (i >= 0 && i < 256) {
+    Value*& slot = small_ints_[i];
+    if (!slot) {
+      slot = make(Kind::integer);
+      slot->i_ = i;
+      slot->shared_ = true;
+    }
+    return slot;
+  }
   Value* v = make(Kind::integer);
   v->i_ = i;
   return v;

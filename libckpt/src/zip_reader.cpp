@@ -112,6 +112,7 @@ void ZipArchive::parse() {
 
   // 3. Central directory entries.
   entries_.reserve(static_cast<size_t>(n_total));
+  by_name_.reserve(static_cast<size_t>(n_total));
   uint64_t p = cd_off;
   const uint64_t cd_end = cd_off + cd_size;
   for (uint64_t i = 0; i < n_total; ++i) {
@@ -152,7 +153,8 @@ void ZipArchive::parse() {
 
     if (en.name.empty()) throw corrupt("entry " + std::to_string(i) + " has an empty name", p);
     if (en.name.find('\0') != std::string::npos || en.name.find('\\') != std::string::npos || en.name[0] == '/' ||
-        en.name.find("../") != std::string::npos || en.name == ".." || en.name.size() >= 3 && en.name.compare(en.name.size() - 3, 3, "/..") == 0)
+        en.name.find("../") != std::string::npos || en.name == ".." ||
+        (en.name.size() >= 3 && en.name.compare(en.name.size() - 3, 3, "/..") == 0))
       throw corrupt("unsafe entry name '" + en.name + "'", p, en.name);
     if (en.flags & 0x41) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, en.name, en.local_header_offset);
     if (en.method != 0 && en.method != 8)
@@ -161,38 +163,32 @@ void ZipArchive::parse() {
       throw corrupt("STORED entry with different compressed (" + std::to_string(en.compressed_size) + ") and uncompressed (" +
                         std::to_string(en.uncompressed_size) + ") sizes",
                     en.local_header_offset, en.name);
-    // 4. Local header, cross-checked.
-    uint64_t lh = en.local_header_offset;
-    if (!detail::fits(lh, 30, cd_off)) throw corrupt("local header offset " + std::to_string(lh) + " is out of bounds", lh, en.name);
-    const uint8_t* l = d + lh;
-    if (rd32(l) != kLocalSig) throw corrupt("local header signature not found", lh, en.name);
-    uint64_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
-    if (!detail::fits(lh + 30, lnlen + lxlen, cd_off)) throw corrupt("local header runs past the central directory", lh, en.name);
-    if (lnlen != nlen || std::memcmp(l + 30, en.name.data(), static_cast<size_t>(nlen)) != 0)
-      throw corrupt("local header name '" + std::string(reinterpret_cast<const char*>(l + 30), static_cast<size_t>(lnlen)) +
-                        "' differs from the central directory name",
-                    lh, en.name);
-    if (rd16(l + 8) != en.method) throw corrupt("local and central compression methods differ", lh, en.name);
-    if ((rd16(l + 6) & 0x41) != 0) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, en.name, lh);
-    en.data_offset = lh + 30 + lnlen + lxlen;
-    if (!detail::fits(en.data_offset, en.compressed_size, cd_off))
-      throw corrupt("entry data [" + std::to_string(en.data_offset) + ", +" + std::to_string(en.compressed_size) +
+    if (!detail::fits(en.local_header_offset, 30 + nlen, cd_off) ||
+        !detail::fits(en.local_header_offset + 30 + nlen, en.compressed_size, cd_off))
+      throw corrupt("entry [" + std::to_string(en.local_header_offset) + ", +" + std::to_string(30 + nlen + en.compressed_size) +
                         ") runs into the central directory",
-                    lh, en.name);
-    if (!by_name_.emplace(en.name, entries_.size()).second) throw corrupt("duplicate entry name", lh, en.name);
+                    en.local_header_offset, en.name);
     entries_.push_back(std::move(en));
+    // entries_ was reserved for n_total entries: names never move.
+    if (!by_name_.emplace(std::string_view(entries_.back().name), entries_.size() - 1).second)
+      throw corrupt("duplicate entry name", entries_.back().local_header_offset, entries_.back().name);
   }
 
-  // 5. No two entries may share bytes (overlapping-entry zip bombs).
-  std::vector<const ZipEntry*> order;
-  for (const auto& en : entries_) order.push_back(&en);
+  // 4. No two entries may share bytes (overlapping-entry zip bombs). The
+  // local extra field is read lazily (data_offset()), so here each entry
+  // must fit its header, name and payload before the next one starts, and
+  // data_offset() later checks the exact span against `limit`.
+  std::vector<ZipEntry*> order;
+  for (auto& en : entries_) order.push_back(&en);
   std::sort(order.begin(), order.end(),
             [](const ZipEntry* a, const ZipEntry* b) { return a->local_header_offset < b->local_header_offset; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    const ZipEntry* a = order[i - 1];
-    if (a->data_offset + a->compressed_size > order[i]->local_header_offset)
-      throw corrupt("entries '" + a->name + "' and '" + order[i]->name + "' overlap", order[i]->local_header_offset,
-                    order[i]->name);
+  for (size_t i = 0; i < order.size(); ++i) {
+    ZipEntry* a = order[i];
+    a->limit = i + 1 < order.size() ? order[i + 1]->local_header_offset : cd_off;
+    if (a->local_header_offset + 30 + a->name.size() + a->compressed_size > a->limit)
+      throw corrupt("entries '" + a->name + "' and '" + (i + 1 < order.size() ? order[i + 1]->name : std::string("central directory")) +
+                        "' overlap",
+                    a->local_header_offset, a->name);
   }
 
   if (!entries_.empty()) {
@@ -203,7 +199,20 @@ void ZipArchive::parse() {
 }
 
 const ZipEntry* ZipArchive::find(std::string_view name) const noexcept {
-  std::string full = root_.empty() ? std::string(name) : root_ + "/" + std::string(name);
+  char buf[256];
+  std::string big;
+  std::string_view full;
+  if (root_.empty()) {
+    full = name;
+  } else if (root_.size() + 1 + name.size() <= sizeof buf) {
+    std::memcpy(buf, root_.data(), root_.size());
+    buf[root_.size()] = '/';
+    std::memcpy(buf + root_.size() + 1, name.data(), name.size());
+    full = std::string_view(buf, root_.size() + 1 + name.size());
+  } else {
+    big = root_ + "/" + std::string(name);
+    full = big;
+  }
   auto it = by_name_.find(full);
   return it == by_name_.end() ? nullptr : &entries_[it->second];
 }
@@ -215,10 +224,31 @@ std::string_view ZipArchive::relative_name(const ZipEntry& e) const noexcept {
   return n;
 }
 
+uint64_t ZipArchive::data_offset(const ZipEntry& e) const {
+  const uint8_t* d = src_->data();
+  const std::string& path = src_->path();
+  const uint64_t lh = e.local_header_offset;
+  auto corrupt = [&](const std::string& msg) { return Error(ErrorCode::corrupt_zip, msg, path, e.name, lh); };
+  if (!detail::fits(lh, 30, e.limit)) throw corrupt("local header runs into the next entry");
+  const uint8_t* l = d + lh;
+  if (rd32(l) != kLocalSig) throw corrupt("local header signature not found");
+  const uint64_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
+  if (!detail::fits(lh + 30, lnlen + lxlen, e.limit)) throw corrupt("local header runs into the next entry");
+  if (lnlen != e.name.size() || std::memcmp(l + 30, e.name.data(), e.name.size()) != 0)
+    throw corrupt("local header name '" + std::string(reinterpret_cast<const char*>(l + 30), static_cast<size_t>(lnlen)) +
+                  "' differs from the central directory name");
+  if (rd16(l + 8) != e.method) throw corrupt("local and central compression methods differ");
+  if ((rd16(l + 6) & 0x41) != 0) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, e.name, lh);
+  const uint64_t off = lh + 30 + lnlen + lxlen;
+  if (!detail::fits(off, e.compressed_size, e.limit))
+    throw corrupt("entry data [" + std::to_string(off) + ", +" + std::to_string(e.compressed_size) + ") runs into the next entry");
+  return off;
+}
+
 std::span<const uint8_t> ZipArchive::stored_bytes(const ZipEntry& e) const {
   if (e.method != 0)
     throw Error(ErrorCode::unsupported_zip, "entry is compressed; read() inflates it", src_->path(), e.name, e.local_header_offset);
-  return {src_->data() + e.data_offset, static_cast<size_t>(e.compressed_size)};
+  return {src_->data() + data_offset(e), static_cast<size_t>(e.compressed_size)};
 }
 
 std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
@@ -235,7 +265,8 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
     out.resize(static_cast<size_t>(e.uncompressed_size));
     z_stream zs{};
     if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::internal, "zlib inflateInit2 failed", src_->path(), e.name);
-    const uint8_t* in = src_->data() + e.data_offset;
+    const uint64_t data_off = data_offset(e);
+    const uint8_t* in = src_->data() + data_off;
     uint64_t in_left = e.compressed_size, out_done = 0;
     int rc = Z_OK;
     uint8_t sink[64];
@@ -261,28 +292,28 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
       if (into_sink && produced > 0) {
         inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, "DEFLATE data inflates past the declared size " + std::to_string(e.uncompressed_size),
-                    src_->path(), e.name, e.data_offset);
+                    src_->path(), e.name, data_off);
       }
       out_done += produced;
       if (rc == Z_STREAM_END) break;
       if (rc != Z_OK || (produced == 0 && zs.avail_in == 0 && in_left == 0)) {
         inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, std::string("invalid DEFLATE data") + (zs.msg ? std::string(": ") + zs.msg : std::string()),
-                    src_->path(), e.name, e.data_offset + zs.total_in);
+                    src_->path(), e.name, data_off + zs.total_in);
       }
     }
     inflateEnd(&zs);
     if (out_done != e.uncompressed_size)
       throw Error(ErrorCode::corrupt_compressed,
                   "DEFLATE data inflated to " + std::to_string(out_done) + " bytes, the directory says " + std::to_string(e.uncompressed_size),
-                  src_->path(), e.name, e.data_offset);
+                  src_->path(), e.name, data_off);
   }
   if (check_crc) {
     uint32_t c = crc32(0, out.data(), out.size());
     if (c != e.crc32) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "CRC-32 is %08x, the directory says %08x", c, e.crc32);
-      throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, e.data_offset);
+      throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, data_offset(e));
     }
   }
   return out;
@@ -300,7 +331,7 @@ void ZipArchive::verify_crc(const ZipEntry& e) const {
   if (c != e.crc32) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "CRC-32 is %08x, the directory says %08x", c, e.crc32);
-    throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, e.data_offset);
+    throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, data_offset(e));
   }
 }
 

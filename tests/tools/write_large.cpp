@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
     uint64_t n = ckpt::save(argv[1], *root, ckpt::SaveOptions{{}, false});
     auto ck = ckpt::Checkpoint::open(argv[1]);
     const auto& after = ck.root().at("after").tensor();
-    if (after.to_contiguous() != small || ck.storages().at(1)->file_offset < (uint64_t{4} << 30)) {
+    if (after.to_contiguous() != small || ck.storages().at(1)->file_offset() < (uint64_t{4} << 30)) {
       std::fprintf(stderr, "read-back mismatch\n");
       return 1;
     }

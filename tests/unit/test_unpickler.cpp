@@ -1474,10 +1474,16 @@ TEST_CASE("tensor rebuilds validate the extent against the storage, at the REDUC
 }
 
 TEST_CASE("values remember the offset of the opcode that created them") {
-  auto l = load(B("\x80\x02]K\x01" "a."));
+  auto l = load(B("\x80\x02]M\x00\x10" "a."));  // [4096]
   REQUIRE_KIND(l->v, list);
   CHECK(l->v->offset() == 2);
   CHECK(l->v->elements()[0]->offset() == 3);
+  // None, True, False and 0..255 are shared, as in CPython: no offset.
+  auto s = load(B("\x80\x02]K\x01" "aK\x01" "a."));
+  REQUIRE_KIND(s->v, list);
+  CHECK(s->v->elements()[0] == s->v->elements()[1]);
+  CHECK(s->v->elements()[0]->is_shared_scalar());
+  CHECK(s->v->elements()[0]->offset() == 0);
 }
 
 TEST_CASE("allow_unknown_globals=false keeps allowed and known globals working") {

@@ -101,7 +101,7 @@ TEST_CASE("payload flips are caught by verify() through the CRC") {
   auto ck = Checkpoint::open(Source::from_bytes(full, "ref.pt"));
   const auto& st = ck.storages()[0];
   auto b = full;
-  b[st->file_offset + 3] ^= 0x10;
+  b[st->file_offset() + 3] ^= 0x10;
   CHECK(try_open(b, false) == ErrorCode::internal);  // opening reads no payload
   CHECK(try_open(b, true) == ErrorCode::crc_mismatch);
 }

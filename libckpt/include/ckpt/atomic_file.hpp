@@ -40,12 +40,14 @@ class AtomicFile {
 
  private:
   void flush_buffer();
+  void kick_writeback();
   void fail(int err, const char* what);
   std::string final_, temp_, dir_;
   int fd_ = -1;
   bool durable_;
   bool committed_ = false;
   uint64_t written_ = 0;
+  uint64_t kicked_ = 0;  // bytes handed to sync_file_range so far
   std::vector<char> buf_;
   size_t used_ = 0;
 };
@@ -60,6 +62,7 @@ struct FsOps {
   int (*close)(int fd);
   int (*rename)(const char* from, const char* to);
   int (*unlink)(const char* path);
+  int (*sync_range)(int fd, off_t offset, off_t nbytes);  ///< start write-back (a hint)
 };
 FsOps& fs_ops() noexcept;
 void reset_fs_ops() noexcept;

@@ -50,11 +50,10 @@ struct FormatInfo {
   std::string format_version;     ///< `.format_version` (torch >= 2.7)
   std::string storage_alignment;  ///< `.storage_alignment`
   bool has_serialization_id = false;
-  bool aligned64 = false;         ///< every data record 64-byte aligned
   bool little_endian = true;      ///< byte order of the tensor data
   std::string era;                ///< which torch wrote it, as far as the records tell
   uint64_t trailing_bytes = 0;    ///< bytes after the object pickle's STOP
-  std::vector<std::string> records;  ///< zip entries, root folder removed
+  std::vector<std::string> records;  ///< TAR members (zip entries: see Checkpoint::zip())
 };
 
 class Checkpoint {
@@ -80,6 +79,9 @@ class Checkpoint {
   std::vector<TensorVisit> tensors() const;
   /// Distinct storages, in pickle order.
   const std::vector<std::shared_ptr<Storage>>& storages() const noexcept { return storages_; }
+  /// True when every zip data record is 64-byte aligned, as torch writes
+  /// them (reads each record's local header).
+  bool records_aligned() const;
   /// Checks every zip entry's CRC-32 and each storage's size. Throws on the
   /// first problem (crc_mismatch names the entry).
   void verify() const;

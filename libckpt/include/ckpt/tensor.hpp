@@ -40,6 +40,14 @@ class Storage {
   static std::shared_ptr<Storage> lazy(DType dtype, uint64_t nbytes,
                                        std::function<std::vector<uint8_t>()> loader,
                                        std::string location = "cpu");
+  /// A zero-copy storage located on first access: `locate` returns the
+  /// address of the bytes and their offset in the file (a stored zip record,
+  /// whose local header is read only then). `keepalive` owns that memory;
+  /// `mapped` says it is a read-only file mapping that may be released.
+  static std::shared_ptr<Storage> located(DType dtype, uint64_t nbytes,
+                                          std::function<std::pair<const uint8_t*, uint64_t>()> locate,
+                                          std::shared_ptr<const void> keepalive, bool mapped,
+                                          std::string location = "cpu");
 
   DType dtype() const noexcept { return dtype_; }
   /// Number of elements of dtype() (for UntypedStorage: bytes).
@@ -56,17 +64,27 @@ class Storage {
   // Provenance, for messages and tools. Empty/0 for in-memory storages.
   std::string key;          ///< record key ("0", "94279043900432")
   std::string entry;        ///< zip entry or legacy section that holds it
-  uint64_t file_offset = 0; ///< where the bytes start in the file
   bool compressed = false;  ///< stored DEFLATE-compressed
+  /// Where the bytes start in the file (locates a lazily located storage).
+  uint64_t file_offset() const;
+  /// The bytes are pages of a read-only file mapping (see release_pages()).
+  bool mapped() const noexcept { return mapped_; }
+  /// Drops this storage's whole pages from the process's resident set (the
+  /// page cache keeps them; the next access faults them back in). Only for
+  /// mapped() storages; a no-op otherwise. Used by streaming writers.
+  void release_pages() const noexcept;
 
   // Internal setters used by the readers.
   void set_big_endian(bool b) noexcept { big_endian_ = b; }
   void set_dtype(DType t) noexcept { dtype_ = t; }
   /// Points an already-described storage at its bytes (legacy readers learn
   /// where the payload is only after the object pickle).
-  void bind(const uint8_t* data, std::shared_ptr<const void> keepalive) noexcept {
+  void bind(const uint8_t* data, std::shared_ptr<const void> keepalive, uint64_t file_offset = 0,
+            bool mapped = false) noexcept {
     data_ = data;
     keepalive_ = std::move(keepalive);
+    file_offset_ = file_offset;
+    mapped_ = mapped;
   }
   /// A storage whose bytes are bound later with bind().
   static std::shared_ptr<Storage> unbound(DType dtype, uint64_t nbytes, std::string location = "cpu");
@@ -81,6 +99,9 @@ class Storage {
   std::shared_ptr<const void> keepalive_;
   mutable std::vector<uint8_t> owned_;
   std::function<std::vector<uint8_t>()> loader_;
+  std::function<std::pair<const uint8_t*, uint64_t>()> locate_;
+  mutable uint64_t file_offset_ = 0;
+  bool mapped_ = false;
   mutable std::once_flag once_;
 };
 

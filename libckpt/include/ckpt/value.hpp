@@ -119,8 +119,11 @@ class Value {
   const std::string& device() const;   ///< "cpu", "cuda:0"
   const std::string& np_descr() const; ///< np_dtype: "<f8"
 
-  /// Byte offset in the pickle where this value was created (0 for built ones).
+  /// Byte offset in the pickle where this value was created (0 for built
+  /// ones, and for the shared scalars None, True, False and 0..255).
   uint64_t offset() const noexcept { return offset_; }
+  /// True for the scalars a Document shares between all their uses.
+  bool is_shared_scalar() const noexcept { return shared_; }
 
   // ---- building ----
   Value* append(Value* v);                       ///< list/set; returns this
@@ -148,6 +151,7 @@ class Value {
   Document* doc_;
   Kind kind_;
   bool flag_ = false;
+  bool shared_ = false;
   uint32_t depth_ = 0;
   uint64_t offset_ = 0;
   int64_t i_ = 0;
@@ -160,13 +164,21 @@ class Value {
   std::shared_ptr<Storage> storage_;
   std::shared_ptr<NdArray> nd_;
   DType dtype_ = DType::float32;
-  mutable std::unique_ptr<std::unordered_map<std::string, size_t>> index_;
+  // Lazy index of a dict's keys: string keys by a view of the key value's own
+  // text (values never move), other hashable keys by canonical text.
+  struct Index {
+    std::unordered_map<std::string_view, size_t> strings;
+    std::unordered_map<std::string, size_t> others;
+  };
+  mutable std::unique_ptr<Index> index_;
 };
 
-/// The arena that owns a value tree.
+/// The arena that owns a value tree. Immutable scalars (None, True, False,
+/// ints 0..255) are shared like CPython shares them: do not mutate them.
 class Document {
  public:
   Document() = default;
+  ~Document();
   Document(const Document&) = delete;
   Document& operator=(const Document&) = delete;
 
@@ -196,11 +208,22 @@ class Document {
   /// torch.Size of `dims`.
   Value* size(const std::vector<int64_t>& dims);
 
-  size_t node_count() const noexcept { return nodes_.size(); }
+  size_t node_count() const noexcept { return count_; }
 
  private:
+  struct Chunk {
+    Value* base;
+    size_t capacity;
+  };
   Value* make(Kind k);
-  std::deque<Value> nodes_;
+  // Immutable scalars are shared, as in CPython: None, True, False and the
+  // ints 0..255 (every tensor's offset, sizes and strides are mostly these).
+  Value* none_ = nullptr;
+  Value* bools_[2] = {nullptr, nullptr};
+  Value* small_ints_[256] = {};
+  std::vector<Chunk> chunks_;
+  size_t used_ = 0;  // values constructed in the last chunk
+  size_t count_ = 0;
 };
 
 /// Walks every tensor reachable from `root` in pickle order, with its key path

@@ -29,7 +29,7 @@ struct ZipEntry {
   uint64_t compressed_size = 0;
   uint64_t uncompressed_size = 0;
   uint64_t local_header_offset = 0;
-  uint64_t data_offset = 0;     ///< first payload byte, from the local header
+  uint64_t limit = 0;           ///< where the next entry (or the central directory) starts
   bool zip64 = false;           ///< sizes or offset came from a ZIP64 extra field
 };
 
@@ -50,6 +50,11 @@ class ZipArchive {
   /// Bytes between the end of the central directory records and the end of file.
   uint64_t trailing_bytes() const noexcept { return trailing_; }
 
+  /// The entry's first payload byte: local header offset + 30 + local name
+  /// and extra lengths (torch pads only there). Reads and cross-checks the
+  /// local header on demand, so opening touches no local header at all.
+  /// Throws corrupt_zip or unsupported_zip.
+  uint64_t data_offset(const ZipEntry& e) const;
   /// Zero-copy view of a STORED entry; throws unsupported_zip for others.
   std::span<const uint8_t> stored_bytes(const ZipEntry& e) const;
   /// The entry's uncompressed bytes (inflated when DEFLATE'd, within
@@ -66,7 +71,7 @@ class ZipArchive {
   std::shared_ptr<const Source> src_;
   Limits limits_;
   std::vector<ZipEntry> entries_;
-  std::unordered_map<std::string, size_t> by_name_;
+  std::unordered_map<std::string_view, size_t> by_name_;  // views of entries_[i].name
   std::string root_;
   bool zip64_end_ = false;
   uint64_t trailing_ = 0;
