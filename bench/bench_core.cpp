@@ -45,12 +45,12 @@ long maxrss_kib() {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: bench_core walk FILE\n"
+               "usage: bench_core walk FILE [--repeat]\n"
                "       bench_core save FILE OUT [--no-fsync]\n");
   return 2;
 }
 
-int cmd_walk(const std::string& file) {
+int cmd_walk(const std::string& file, bool repeat) {
   const auto t0 = Clock::now();
   auto ck = ckpt::Checkpoint::open(file);
   const double t_open = since(t0);
@@ -70,8 +70,9 @@ int cmd_walk(const std::string& file) {
 
   // Warm: the same open+walk repeated in this process (code, heap and page
   // tables warm), as torch_walk.py repeats torch.load. Best of 5.
-  double warm = 1e9;
-  for (int rep = 0; rep < 5; ++rep) {
+  double warm = 0;
+  for (int rep = 0; repeat && rep < 5; ++rep) {
+    if (rep == 0) warm = 1e9;
     const auto tw = Clock::now();
     auto again = ckpt::Checkpoint::open(file);
     uint64_t n = 0;
@@ -119,7 +120,8 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   const std::string_view cmd = argv[1];
   try {
-    if (cmd == "walk" && argc == 3) return cmd_walk(argv[2]);
+    if (cmd == "walk" && argc == 3) return cmd_walk(argv[2], false);
+    if (cmd == "walk" && argc == 4 && std::string(argv[3]) == "--repeat") return cmd_walk(argv[2], true);
     if (cmd == "save" && (argc == 4 || argc == 5)) {
       bool durable = true;
       if (argc == 5) {

@@ -32,8 +32,9 @@ def walk(o, acc):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit('usage: torch_walk.py FILE')
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] != '--repeat'):
+        sys.exit('usage: torch_walk.py FILE [--repeat]')
+    repeat = len(sys.argv) == 3
     t1 = time.perf_counter()
     obj = torch.load(sys.argv[1], map_location='cpu')
     acc = {'tensors': 0, 'numel': 0, 'dtypes': {}}
@@ -42,8 +43,8 @@ def main():
     del obj
     # Warm: the same load+walk repeated in this process, best of 2 (the
     # ckpt side repeats its open+walk the same way).
-    warm = float('inf')
-    for _ in range(2):
+    warm = float('inf') if repeat else 0.0
+    for _ in range(2 if repeat else 0):
         t2 = time.perf_counter()
         obj = torch.load(sys.argv[1], map_location='cpu')
         walk(obj, {'tensors': 0, 'numel': 0, 'dtypes': {}})
