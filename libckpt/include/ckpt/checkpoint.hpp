@@ -2,7 +2,7 @@
 //
 //   auto ck = ckpt::Checkpoint::open("model_seq-mnist_..._4.pt");
 //   const ckpt::Value& model = ck.root().at("model");
-//   for (auto& t : ck.tensors()) std::cout << t.path << "\n";
+//   for (auto& t : ck.tensors()) use(t.path, t.tensor());
 //   ckpt::save("out.pt", ck.root());
 //
 // Detection is by content, never by file name: a torch zip (any root folder,
