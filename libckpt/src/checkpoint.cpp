@@ -33,6 +33,8 @@ bool Checkpoint::weights_only_compatible() const noexcept {
   if (info_.container != Container::torch_zip) return false;
   for (const auto& g : globals_)
     if (g.verdict != GlobalVerdict::allowed) return false;
+  for (size_t op = 0; op < 256; ++op)
+    if (opcodes_.test(op) && !weights_only_opcode(static_cast<uint8_t>(op))) return false;
   return true;
 }
 
@@ -227,6 +229,7 @@ void CheckpointLoader::load_pickle(const UnpickleResult& r) {
   ck.info_.trailing_bytes = ck.src_->size() - r.end;
   ck.info_.era = "plain pickle";
   ck.root_ = r.value;
+  ck.opcodes_ = r.opcodes;
   merge_globals(r.globals);
 }
 
@@ -356,6 +359,7 @@ void CheckpointLoader::load_zip() {
   };
   UnpickleResult r = unpickle(pkl_bytes, *ck.doc_, u);
   ck.root_ = r.value;
+  ck.opcodes_ = r.opcodes;
   info.pickle_protocol = r.protocol;
   info.trailing_bytes = pkl_bytes.size() - r.end;
   merge_globals(r.globals);
@@ -470,6 +474,7 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
   };
   auto obj = next_pickle("object", u);
   ck.root_ = obj.value;
+  ck.opcodes_ = obj.opcodes;
   info.pickle_protocol = obj.protocol;
   auto keys = next_pickle("storage keys", plain);
   if (keys.value->kind() != Kind::list) throw Error(ErrorCode::corrupt_legacy, "the storage key list is not a list", path, {}, pos);

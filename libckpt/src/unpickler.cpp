@@ -865,6 +865,7 @@ UnpickleResult Unpickler::run() {
     op_ = pos_;
     if (pos_ >= in_.size()) fail(ErrorCode::malformed_pickle, "pickle ends without STOP");
     const uint8_t op = in_[pos_++];
+    res_.opcodes.set(op);
     switch (op) {
       case 0x80: {  // PROTO
         uint8_t p = u8();
@@ -1234,6 +1235,12 @@ UnpickleResult Unpickler::run() {
       }
     }
   }
+}
+
+bool weights_only_opcode(uint8_t op) noexcept {
+  static constexpr std::string_view kAllowed =
+      "\x80" ".cR" "\x81" "baeus(t" "\x85\x86\x87" "N" "\x89\x88" ")]}" "\x8f" "JKMGXUQhjqr" "\x8a";
+  return kAllowed.find(static_cast<char>(op)) != std::string_view::npos;
 }
 
 UnpickleResult unpickle(std::span<const uint8_t> bytes, Document& doc, const UnpickleOptions& opts) {

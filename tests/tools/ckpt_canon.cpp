@@ -462,7 +462,7 @@ uint64_t build(const std::string& out, const std::string& variant) {
 }
 
 int usage() {
-  std::cerr << "usage: ckpt_canon dump FILE | resave IN OUT | build OUT [mammoth|weights]\n";
+  std::cerr << "usage: ckpt_canon dump FILE | info FILE | resave IN OUT | build OUT [mammoth|weights]\n";
   return 64;
 }
 
@@ -477,6 +477,22 @@ int main(int argc, char** argv) {
       ckpt::Checkpoint ck = ckpt::Checkpoint::open(argv[2]);
       Canon canon;
       json j = canon(ck.root());
+      std::cout << dump_text(j) << "\n";
+      return 0;
+    }
+    if (cmd == "info" && argc == 3) {  // what the container and its pickle say about the file
+      ckpt::Checkpoint ck = ckpt::Checkpoint::open(argv[2]);
+      const ckpt::FormatInfo& f = ck.format();
+      json globals = json::array();
+      for (const auto& g : ck.globals())
+        globals.push_back({{"global", g.module + "." + g.name}, {"verdict", ckpt::global_verdict_name(g.verdict)}, {"count", g.count}});
+      json j{{"container", ckpt::container_name(f.container)}, {"era", f.era}, {"root", f.root},
+             {"protocol", f.pickle_protocol}, {"version", f.version}, {"byteorder", f.byteorder},
+             {"little_endian", f.little_endian}, {"trailing_bytes", f.trailing_bytes},
+             {"tensors", ck.tensors().size()}, {"storages", ck.storages().size()},
+             {"weights_only_compatible", ck.weights_only_compatible()}, {"globals", globals}};
+      if (ck.zip()) j["aligned"] = ck.records_aligned();
+      ck.verify();
       std::cout << dump_text(j) << "\n";
       return 0;
     }

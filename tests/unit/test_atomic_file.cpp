@@ -53,6 +53,18 @@ Value* sample(Document& doc, size_t n) {
   return d;
 }
 
+/// Saves a first ck.pt (an n-byte tensor) into dir and returns its bytes.
+std::vector<uint8_t> save_old_file(const testutil::TempDir& dir, Document& doc, size_t n) {
+  save(dir / "ck.pt", *sample(doc, n), SaveOptions{{}, false});
+  return testutil::read_file(dir / "ck.pt");
+}
+
+/// After a failed save: the old ck.pt byte for byte, and no temp file beside it.
+void check_old_file_only(const testutil::TempDir& dir, const std::vector<uint8_t>& before) {
+  CHECK(testutil::read_file(dir / "ck.pt") == before);
+  CHECK(dir.list() == std::vector<std::string>{"ck.pt"});
+}
+
 }  // namespace
 
 TEST_CASE("commit makes the file appear whole, with no temp left") {
@@ -80,8 +92,7 @@ TEST_CASE("an uncommitted file vanishes") {
 TEST_CASE("ENOSPC during a save: clear error, old file intact, no temp") {
   testutil::TempDir dir;
   Document doc;
-  save(dir / "ck.pt", *sample(doc, 100), SaveOptions{{}, false});
-  auto before = testutil::read_file(dir / "ck.pt");
+  const auto before = save_old_file(dir, doc, 100);
   for (int at = 1; at <= 3; ++at) {
     Faults faults;
     g_fail_write_at = at;
@@ -94,16 +105,14 @@ TEST_CASE("ENOSPC during a save: clear error, old file intact, no temp") {
       CHECK(e.sys_errno() == ENOSPC);
       CHECK(std::string(e.what()).find("old file is untouched") != std::string::npos);
     }
-    CHECK(testutil::read_file(dir / "ck.pt") == before);
-    CHECK(dir.list() == std::vector<std::string>{"ck.pt"});
+    check_old_file_only(dir, before);
   }
 }
 
 TEST_CASE("EIO on fsync: no rename, no retry, temp removed") {
   testutil::TempDir dir;
   Document doc;
-  save(dir / "ck.pt", *sample(doc, 10), SaveOptions{{}, false});
-  auto before = testutil::read_file(dir / "ck.pt");
+  const auto before = save_old_file(dir, doc, 10);
   Faults faults;
   g_fail_fsync_at = 1;
   g_fail_errno = EIO;
@@ -115,20 +124,17 @@ TEST_CASE("EIO on fsync: no rename, no retry, temp removed") {
     CHECK(e.sys_errno() == EIO);
   }
   CHECK(g_fsync_calls == 1);  // never retried
-  CHECK(testutil::read_file(dir / "ck.pt") == before);
-  CHECK(dir.list() == std::vector<std::string>{"ck.pt"});
+  check_old_file_only(dir, before);
 }
 
 TEST_CASE("a failed rename leaves the old file and no temp") {
   testutil::TempDir dir;
   Document doc;
-  save(dir / "ck.pt", *sample(doc, 10), SaveOptions{{}, false});
-  auto before = testutil::read_file(dir / "ck.pt");
+  const auto before = save_old_file(dir, doc, 10);
   Faults faults;
   g_fail_rename = true;
   CHECK_THROWS_AS(save(dir / "ck.pt", *sample(doc, 20), SaveOptions{{}, true}), Error);
-  CHECK(testutil::read_file(dir / "ck.pt") == before);
-  CHECK(dir.list() == std::vector<std::string>{"ck.pt"});
+  check_old_file_only(dir, before);
 }
 
 TEST_CASE("a failed folder fsync reports durability_uncertain with the new file in place") {

@@ -253,3 +253,19 @@ TEST_CASE("errors name the key path of the value being built") {
   Value* c = doc.list({doc.ordered_dict()->set("a", int64_t{1})->set("b", doc.list({doc.integer(2), doc.integer(3), bad}))});
   CHECK(path_of(c) == "0/b/2");
 }
+
+TEST_CASE("weights_only_opcode matches torch's weights_only unpickler") {
+  // torch >= 2.1 _weights_only_unpickler: exactly these opcodes.
+  const std::string allowed = std::string("\x80.cR\x81" "baeus(t\x85\x86\x87N\x89\x88)]}\x8f" "JKMGXUQhjqr\x8a");
+  int n = 0;
+  for (int op = 0; op < 256; ++op) {
+    bool want = allowed.find(static_cast<char>(op)) != std::string::npos;
+    CHECK_MESSAGE(weights_only_opcode(static_cast<uint8_t>(op)) == want, "opcode " << op);
+    n += want;
+  }
+  CHECK(n == 34);  // the list in docs/format.md
+  CHECK_FALSE(weights_only_opcode(0x95));  // FRAME
+  CHECK_FALSE(weights_only_opcode(0x93));  // STACK_GLOBAL
+  CHECK_FALSE(weights_only_opcode(0x94));  // MEMOIZE
+  CHECK_FALSE(weights_only_opcode('B'));   // BINBYTES
+}

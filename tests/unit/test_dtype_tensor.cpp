@@ -22,6 +22,10 @@
 #include "ckpt/dtype.hpp"
 #include "ckpt/error.hpp"
 #include "ckpt/tensor.hpp"
+#include "pickle_builder.hpp"
+
+using testpk::as_f32;
+using testpk::f32_bytes;
 
 namespace {
 
@@ -81,16 +85,9 @@ std::shared_ptr<Storage> storage_of(DType t, std::vector<uint8_t> bytes, bool bi
   return s;
 }
 
-std::vector<uint8_t> f32_le(std::initializer_list<float> xs) {
-  std::vector<uint8_t> out(xs.size() * 4);
-  size_t i = 0;
-  for (float x : xs) std::memcpy(out.data() + 4 * i++, &x, 4);
-  return out;
-}
-
-std::vector<float> as_f32(const std::vector<uint8_t>& b) {
-  std::vector<float> out(b.size() / 4);
-  std::memcpy(out.data(), b.data(), out.size() * 4);
+std::vector<double> as_f64(const std::vector<uint8_t>& b) {
+  std::vector<double> out(b.size() / 8);
+  std::memcpy(out.data(), b.data(), out.size() * 8);
   return out;
 }
 
@@ -251,7 +248,7 @@ TEST_CASE("numel, nbytes, contiguous strides and is_contiguous") {
 }
 
 TEST_CASE("Tensor::from_bytes owns a contiguous little-endian copy") {
-  const auto bytes = f32_le({1, 2, 3, 4, 5, 6});
+  const auto bytes = f32_bytes({1, 2, 3, 4, 5, 6});
   Tensor t = Tensor::from_bytes(DType::float32, {2, 3}, bytes);
   CHECK(t.dtype == DType::float32);
   CHECK(t.shape == std::vector<int64_t>{2, 3});
@@ -293,7 +290,7 @@ TEST_CASE("Storage basics: numel by dtype, UntypedStorage counts bytes, lazy loa
 // ---------------------------------------------------------------------------
 
 TEST_CASE("validate accepts ordinary layouts") {
-  auto s = storage_of(DType::float32, f32_le({0, 1, 2, 3, 4, 5}));
+  auto s = storage_of(DType::float32, f32_bytes({0, 1, 2, 3, 4, 5}));
   std::string what;
   CHECK(validate_code(make(DType::float32, {2, 3}, {3, 1}, 0, s), 64, &what) == 0);
   CHECK(validate_code(make(DType::float32, {3, 2}, {1, 3}, 0, s), 64, &what) == 0);  // transposed
@@ -313,7 +310,7 @@ TEST_CASE("validate accepts ordinary layouts") {
 }
 
 TEST_CASE("validate refuses absurd layouts with invalid_tensor") {
-  auto s = storage_of(DType::float32, f32_le({0, 1, 2, 3, 4, 5}));  // 6 elements
+  auto s = storage_of(DType::float32, f32_bytes({0, 1, 2, 3, 4, 5}));  // 6 elements
   const int64_t big = int64_t{1} << 40;
   const int64_t max = std::numeric_limits<int64_t>::max();
   struct Case {
@@ -361,7 +358,7 @@ TEST_CASE("validate refuses absurd layouts with invalid_tensor") {
 }
 
 TEST_CASE("validate: rank above max_ndim") {
-  auto s = storage_of(DType::float32, f32_le({0}));
+  auto s = storage_of(DType::float32, f32_bytes({0}));
   const int c65 = validate_code(make(DType::float32, std::vector<int64_t>(65, 1), std::vector<int64_t>(65, 1), 0, s));
   CHECK((c65 == kInvalid || c65 == kLimit));
   const int c3 = validate_code(make(DType::float32, {1, 1, 1}, {1, 1, 1}, 0, s), 2);
@@ -370,7 +367,7 @@ TEST_CASE("validate: rank above max_ndim") {
 }
 
 TEST_CASE("validate: zero-element tensors accept any non-negative offset, as torch 1.13 does") {
-  auto s = storage_of(DType::float32, f32_le({0, 1, 2, 3}));  // 4 elements
+  auto s = storage_of(DType::float32, f32_bytes({0, 1, 2, 3}));  // 4 elements
   std::string what;
   // offset == storage numel: x[4:] of a 4-element tensor
   CHECK(validate_code(make(DType::float32, {0}, {1}, 4, s), 64, &what) == 0);
@@ -398,7 +395,7 @@ TEST_CASE("validate: zero-element tensors accept any non-negative offset, as tor
 // ---------------------------------------------------------------------------
 
 TEST_CASE("copy_to: transposed view, offset, expand (stride 0), 0-d, zero elements") {
-  auto s = storage_of(DType::float32, f32_le({0, 1, 2, 3, 4, 5}));
+  auto s = storage_of(DType::float32, f32_bytes({0, 1, 2, 3, 4, 5}));
   {
     Tensor t = make(DType::float32, {3, 2}, {1, 3}, 0, s);  // arange(6).reshape(2,3).t()
     CHECK(as_f32(t.to_contiguous()) == std::vector<float>{0, 3, 1, 4, 2, 5});
@@ -439,7 +436,7 @@ TEST_CASE("copy_to: transposed view, offset, expand (stride 0), 0-d, zero elemen
 }
 
 TEST_CASE("contiguous_bytes is zero-copy for contiguous little-endian tensors, refuses the rest") {
-  auto s = storage_of(DType::float32, f32_le({0, 1, 2, 3, 4, 5}));
+  auto s = storage_of(DType::float32, f32_bytes({0, 1, 2, 3, 4, 5}));
   Tensor t = make(DType::float32, {2, 2}, {2, 1}, 1, s);
   const auto span = t.contiguous_bytes();
   CHECK(span.size() == 16);
@@ -451,7 +448,7 @@ TEST_CASE("contiguous_bytes is zero-copy for contiguous little-endian tensors, r
   } catch (const ckpt::Error& e) {
     CHECK(e.code() == ErrorCode::invalid_argument);
   }
-  auto be = storage_of(DType::float32, f32_le({0, 1}), true);
+  auto be = storage_of(DType::float32, f32_bytes({0, 1}), true);
   Tensor tb = make(DType::float32, {2}, {1}, 0, be);
   try {
     (void)tb.contiguous_bytes();
@@ -475,8 +472,7 @@ TEST_CASE("copy_to from big-endian storages swaps per element, per component for
     Tensor t = make(DType::float64, {2}, {1}, 0, s);
     const auto out = t.to_contiguous();
     REQUIRE(out.size() == 16);
-    double d[2];
-    std::memcpy(d, out.data(), 16);
+    const auto d = as_f64(out);
     CHECK(d[0] == 1.0);
     CHECK(d[1] == -0.1);
   }
@@ -493,8 +489,7 @@ TEST_CASE("copy_to from big-endian storages swaps per element, per component for
     Tensor t = make(DType::complex128, {1}, {1}, 0, s);
     const auto out = t.to_contiguous();
     REQUIRE(out.size() == 16);
-    double d[2];
-    std::memcpy(d, out.data(), 16);
+    const auto d = as_f64(out);
     CHECK(d[0] == 1.0);
     CHECK(d[1] == -1.0);
   }

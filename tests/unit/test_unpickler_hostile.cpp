@@ -22,6 +22,9 @@
 #include "ckpt/source.hpp"
 #include "ckpt/tensor.hpp"
 #include "ckpt/value.hpp"
+#include "pickle_builder.hpp"
+
+using namespace testpk;
 
 namespace {
 
@@ -30,110 +33,12 @@ using ckpt::ErrorCode;
 using ckpt::Kind;
 using ckpt::Value;
 
-template <size_t N>
-std::string B(const char (&s)[N]) {
-  return std::string(s, N - 1);
-}
-
-std::span<const uint8_t> as_span(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-struct Pk {
-  std::string s;
-  size_t pos() const { return s.size(); }
-  Pk& op(uint8_t c) { s.push_back(static_cast<char>(c)); return *this; }
-  Pk& raw(std::string_view r) { s.append(r); return *this; }
-  Pk& le(uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-    return *this;
-  }
-  Pk& proto(int p) { op(0x80); return op(static_cast<uint8_t>(p)); }
-  Pk& stop() { return op('.'); }
-  Pk& mark() { return op('('); }
-  Pk& pop() { return op('0'); }
-  Pk& binint1(uint8_t v) { op('K'); return op(v); }
-  Pk& binunicode(std::string_view t) { op('X'); le(t.size(), 4); return raw(t); }
-  Pk& short_binunicode(std::string_view t) {
-    op(0x8c); op(static_cast<uint8_t>(t.size())); return raw(t);
-  }
-  Pk& global(std::string_view m, std::string_view n) {
-    op('c'); raw(m); op('\n'); raw(n); return op('\n');
-  }
-  Pk& empty_tuple() { return op(')'); }
-  Pk& empty_list() { return op(']'); }
-  Pk& empty_dict() { return op('}'); }
-  Pk& tuple() { return op('t'); }
-  Pk& tuple1() { return op(0x85); }
-  Pk& tuple2() { return op(0x86); }
-  Pk& dup() { return op('2'); }
-  Pk& setitem() { return op('s'); }
-  Pk& reduce() { return op('R'); }
-  Pk& build() { return op('b'); }
-  Pk& newobj() { return op(0x81); }
-  Pk& newfalse() { return op(0x89); }
-  Pk& binput(uint8_t i) { op('q'); return op(i); }
-  Pk& binget(uint8_t i) { op('h'); return op(i); }
-  Pk& binpersid() { return op('Q'); }
-  Pk& ordered_dict_empty() { global("collections", "OrderedDict"); empty_tuple(); return reduce(); }
-  /// _rebuild_tensor_v2(('storage', torch.FloatStorage, key, 'cpu', numel), 0, (n,), (1,), False, OrderedDict())
-  Pk& tensor_v2(std::string_view key, uint8_t numel, uint8_t n) {
-    global("torch._utils", "_rebuild_tensor_v2").mark();
-    mark().binunicode("storage").global("torch", "FloatStorage").binunicode(key).binunicode("cpu");
-    binint1(numel).tuple().binpersid();
-    binint1(0).binint1(n).tuple1().binint1(1).tuple1().newfalse().ordered_dict_empty();
-    return tuple().reduce();
-  }
-};
-
-struct Failure {
-  bool threw = false;
-  int code = -1;
-  bool has_offset = false;
-  uint64_t offset = 0;
-  std::string what = "(no exception)";
-  double seconds = 0;
-};
-
-Failure failure_of(const std::string& bytes, const ckpt::UnpickleOptions& opts = {}) {
-  ckpt::Document doc;
-  Failure f;
-  const auto t0 = std::chrono::steady_clock::now();
-  try {
-    ckpt::unpickle(as_span(bytes), doc, opts);
-  } catch (const ckpt::Error& e) {
-    f.threw = true;
-    f.code = static_cast<int>(e.code());
-    f.has_offset = e.has_offset();
-    f.offset = e.byte_offset();
-    f.what = e.what();
-  }
-  f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return f;
-}
-
 template <class F>
 double seconds_of(F&& f) {
   const auto t0 = std::chrono::steady_clock::now();
   f();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
-
-const char* kind_of(const Value* v) { return v ? ckpt::kind_name(v->kind()) : "(null)"; }
-
-#define REQUIRE_KIND(v, k) \
-  REQUIRE_MESSAGE(((v) != nullptr && (v)->kind() == ckpt::Kind::k), "kind is ", kind_of(v), ", wanted " #k)
-
-/// Exact code and exact offset of the offending opcode.
-#define CHECK_FAILS(bytes, opts, code_, offset_)                        \
-  do {                                                                  \
-    const Failure f_ = failure_of((bytes), (opts));                     \
-    INFO("what(): ", f_.what);                                          \
-    CHECK(f_.threw);                                                    \
-    CHECK(f_.code == static_cast<int>(code_));                          \
-    CHECK(f_.has_offset);                                               \
-    CHECK(f_.offset == static_cast<uint64_t>(offset_));                 \
-  } while (0)
 
 bool code_in(int code, std::initializer_list<ErrorCode> allowed) {
   for (ErrorCode c : allowed)
@@ -216,6 +121,33 @@ const std::vector<std::array<const char*, 2>> kDeniedT6 = {
     {"builtins", "open"},    {"marshal", "loads"},    {"subprocess", "check_output"},
     {"operator", "attrgetter"}, {"operator", "methodcaller"},
 };
+
+enum class Via { global, stack_global };
+
+/// Calling m.n on one string argument - GLOBAL (protocol 2) or STACK_GLOBAL
+/// (protocol 4), (arg,), REDUCE - fails with unsafe_global at that opcode.
+void check_call_refused(std::string_view m, std::string_view n, Via via, std::string_view arg = "id") {
+  Pk p;
+  size_t at = 2;
+  if (via == Via::global) {
+    p.proto(2).global(m, n);
+  } else {
+    p.proto(4).short_binunicode(m).short_binunicode(n);
+    at = p.pos();
+    p.op(0x93);
+  }
+  p.binunicode(arg).tuple1().reduce().stop();
+  CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, at);
+}
+
+/// classify_global says m.n is denied, and calling it is refused (check_call_refused).
+void check_denied(const char* m, const char* n, Via via, std::string_view arg = "id") {
+  const std::string mod(m), name(n);
+  CAPTURE(mod);
+  CAPTURE(name);
+  CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
+  check_call_refused(m, n, via, arg);
+}
 }  // namespace
 
 TEST_CASE("denied globals via GLOBAL -> unsafe_global at the GLOBAL opcode") {
@@ -224,10 +156,8 @@ TEST_CASE("denied globals via GLOBAL -> unsafe_global at the GLOBAL opcode") {
     CAPTURE(mod);
     CAPTURE(name);
     CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
-    // GLOBAL m n; ('x',); REDUCE
-    Pk p;
-    p.proto(2).global(m, n).binunicode("id").tuple1().reduce().stop();
-    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, 2);
+    // GLOBAL m n; ('id',); REDUCE
+    check_call_refused(m, n, Via::global);
     // Naming it is already refused, called or not.
     Pk q;
     q.proto(2).global(m, n).stop();
@@ -240,11 +170,7 @@ TEST_CASE("denied globals via STACK_GLOBAL -> unsafe_global at the STACK_GLOBAL 
     const std::string mod(m), name(n);
     CAPTURE(mod);
     CAPTURE(name);
-    Pk p;
-    p.proto(4).short_binunicode(m).short_binunicode(n);
-    const size_t at = p.pos();
-    p.op(0x93).binunicode("id").tuple1().reduce().stop();
-    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, at);
+    check_call_refused(m, n, Via::stack_global);
   }
 }
 
@@ -260,15 +186,7 @@ TEST_CASE("STACK_GLOBAL names fed through the memo are resolved from the real st
 }
 
 TEST_CASE("the rest of T6's callables are denied too") {
-  for (const auto& [m, n] : kDeniedT6) {
-    const std::string mod(m), name(n);
-    CAPTURE(mod);
-    CAPTURE(name);
-    CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
-    Pk p;
-    p.proto(2).global(m, n).binunicode("id").tuple1().reduce().stop();
-    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, 2);
-  }
+  for (const auto& [m, n] : kDeniedT6) check_denied(m, n, Via::global);
 }
 
 TEST_CASE("denied globals stay denied with INST and OBJ") {
@@ -294,17 +212,7 @@ TEST_CASE("dotted names reach denied callables through getattr chains (protocol 
       {"torch.nn.modules.module", "torch.load"},
       {"numpy", "lib.npyio.os.system"},
   };
-  for (const auto& [m, n] : dotted) {
-    const std::string mod(m), name(n);
-    CAPTURE(mod);
-    CAPTURE(name);
-    CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
-    Pk p;
-    p.proto(4).short_binunicode(m).short_binunicode(n);
-    const size_t at = p.pos();
-    p.op(0x93).binunicode("id").tuple1().reduce().stop();
-    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, at);
-  }
+  for (const auto& [m, n] : dotted) check_denied(m, n, Via::stack_global);
 }
 
 TEST_CASE("more code-execution and file-I/O entry points are denied") {
@@ -321,15 +229,7 @@ TEST_CASE("more code-execution and file-I/O entry points are denied") {
       {"sqlite3", "connect"},  {"logging", "FileHandler"}, {"linecache", "getline"},
       {"numpy", "memmap"},     {"numpy", "save"},       {"numpy", "genfromtxt"},
   };
-  for (const auto& [m, n] : more) {
-    const std::string mod(m), name(n);
-    CAPTURE(mod);
-    CAPTURE(name);
-    CHECK(ckpt::classify_global(m, n) == ckpt::GlobalVerdict::denied);
-    Pk p;
-    p.proto(2).global(m, n).binunicode("x").tuple1().reduce().stop();
-    CHECK_FAILS(p.s, kDefault, ErrorCode::unsafe_global, 2);
-  }
+  for (const auto& [m, n] : more) check_denied(m, n, Via::global, "x");
 }
 
 TEST_CASE("allow_unknown_globals=false: an unknown global is refused like weights_only") {

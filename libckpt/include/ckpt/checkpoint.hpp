@@ -73,8 +73,12 @@ class Checkpoint {
   uint64_t file_size() const noexcept;
   /// Every global the pickle(s) reference, in first-use order.
   const std::vector<GlobalRef>& globals() const noexcept { return globals_; }
-  /// True when every global is on torch's weights_only allowlist.
+  /// True when torch.load(weights_only=True) (torch >= 2.1) would accept the
+  /// file: a torch zip whose pickle names only allowlisted globals and uses
+  /// only the opcodes that unpickler implements (no protocol-4 framing).
   bool weights_only_compatible() const noexcept;
+  /// Every opcode the object pickle executed.
+  const std::bitset<256>& opcodes() const noexcept { return opcodes_; }
   /// Every tensor reachable from root(), with its key path (lazy: no payload is read).
   std::vector<TensorVisit> tensors() const;
   /// Distinct storages, in pickle order.
@@ -96,6 +100,7 @@ class Checkpoint {
   FormatInfo info_;
   std::vector<GlobalRef> globals_;
   std::vector<std::shared_ptr<Storage>> storages_;
+  std::bitset<256> opcodes_;
   uint32_t opts_depth_ = 1000;
   uint64_t opts_nodes_ = 2'000'000;
   friend struct CheckpointLoader;

@@ -11,6 +11,7 @@
 // The memo holds references, so aliasing survives and memo bombs cost O(1).
 #pragma once
 
+#include <bitset>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -58,7 +59,15 @@ struct UnpickleResult {
   uint64_t end = 0;        ///< offset just after STOP
   int protocol = 0;        ///< from PROTO, 0/1 when absent
   std::vector<GlobalRef> globals;
+  std::bitset<256> opcodes;  ///< every opcode the pickle executed
 };
+
+/// True when torch >= 2.1's weights_only unpickler implements `opcode`
+/// (PROTO, STOP, GLOBAL, NEWOBJ, REDUCE, BUILD, the list/dict/tuple builders,
+/// BININT*, BINFLOAT, BINUNICODE, SHORT_BINSTRING, BINPERSID, the BINGET/BINPUT
+/// families, LONG1). Protocol-4 pickles (FRAME, STACK_GLOBAL, MEMOIZE, ...)
+/// fail there.
+bool weights_only_opcode(uint8_t opcode) noexcept;
 
 /// Runs one pickle from the start of `bytes`. Trailing bytes after STOP are
 /// not an error here: the result's `end` tells the caller where STOP was.
