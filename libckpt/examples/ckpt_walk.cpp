@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
       std::printf(" %s.%s(%s)", g.module.c_str(), g.name.c_str(), ckpt::global_verdict_name(g.verdict));
     std::printf("\nweights_only-compatible: %s\n", ck.weights_only_compatible() ? "yes" : "no");
     if (ck.root().is_dict() && ck.root().size() > 12) {
-      std::printf("top level  %s with %zu keys\n", ck.root().type_name().empty() ? "dict" : ck.root().type_name().c_str(),
-                  ck.root().size());
+      const std::string type(ck.root().type_name().empty() ? "dict" : ck.root().type_name());
+      std::printf("top level  %s with %zu keys\n", type.c_str(), ck.root().size());
     } else if (ck.root().is_dict()) {
       std::printf("top level ");
       for (const auto& [k, v] : ck.root().items())

@@ -248,7 +248,7 @@ void CheckpointLoader::load_zip() {
     const ZipEntry* e = z.find(name);
     if (!e) return std::nullopt;
     if (e->uncompressed_size > 4096)
-      throw Error(ErrorCode::corrupt_zip, "record is " + std::to_string(e->uncompressed_size) + " bytes, expected a few", path, e->name, e->local_header_offset);
+      throw Error(ErrorCode::corrupt_zip, "record is " + std::to_string(e->uncompressed_size) + " bytes, expected a few", path, std::string(e->name), e->local_header_offset);
     auto b = z.read(*e, true);
     std::string s(b.begin(), b.end());
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -285,7 +285,7 @@ void CheckpointLoader::load_zip() {
                 path);
   }
   if (pkl->uncompressed_size > opts.limits.max_pickle_bytes)
-    throw Error(ErrorCode::limit_exceeded, "data.pkl of " + std::to_string(pkl->uncompressed_size) + " bytes exceeds the limit", path, pkl->name, pkl->local_header_offset);
+    throw Error(ErrorCode::limit_exceeded, "data.pkl of " + std::to_string(pkl->uncompressed_size) + " bytes exceeds the limit", path, std::string(pkl->name), pkl->local_header_offset);
   std::vector<uint8_t> pkl_owned;
   std::span<const uint8_t> pkl_bytes;
   if (pkl->method == 0) {
@@ -297,10 +297,12 @@ void CheckpointLoader::load_zip() {
   }
 
   bool pointer_keys = false;
-  std::unordered_map<std::string, std::shared_ptr<Storage>> cache;
+  // Keyed by a view of the key string inside the pid value (values never move).
+  std::unordered_map<std::string_view, std::shared_ptr<Storage>> cache;
+  cache.reserve(z.entries().size());
   auto src = ck.src_;
   const bool big = info.byteorder == "big";
-  UnpickleOptions u = unpickle_options(pkl->name);
+  UnpickleOptions u = unpickle_options(std::string(pkl->name));
   u.persistent_load = [&](Document& doc, Value* pid, uint64_t) -> Value* {
     if (pid->kind() != Kind::tuple || pid->size() < 5 || pid->at(0).kind() != Kind::string ||
         pid->at(0).as_str() != "storage")
@@ -317,7 +319,7 @@ void CheckpointLoader::load_zip() {
     const Value& numel = pid->at(4);
     if (key.kind() != Kind::string || loc.kind() != Kind::string || numel.kind() != Kind::integer || numel.as_int() < 0)
       throw Error(ErrorCode::malformed_pickle, "malformed storage id " + repr(*pid, 80));
-    auto it = cache.find(key.as_str());
+    auto it = cache.find(std::string_view(key.as_str()));
     if (it != cache.end()) return doc.storage(it->second);
     auto nbytes = detail::checked_mul(static_cast<uint64_t>(numel.as_int()), static_cast<uint64_t>(dtype_size(*dt)));
     const std::string rec = "data/" + key.as_str();
@@ -350,10 +352,10 @@ void CheckpointLoader::load_zip() {
       st->compressed = true;
     }
     st->key = key.as_str();
-    st->entry = e->name;
+    st->entry = std::string(e->name);
     st->set_big_endian(big);
     if (key.as_str().size() > 6) pointer_keys = true;
-    cache.emplace(key.as_str(), st);
+    cache.emplace(std::string_view(key.as_str()), st);
     ck.storages_.push_back(st);
     return doc.storage(st);
   };

@@ -217,7 +217,7 @@ class Writer {
     out_ += '\x86';
     out_ += 'R';
   }
-  void batch_appends(const std::vector<Value*>& items, uint32_t depth) {
+  void batch_appends(Value::Elements items, uint32_t depth) {
     for (size_t i = 0; i < items.size(); i += 1000) {
       size_t n = std::min<size_t>(1000, items.size() - i);
       if (n == 1) {
@@ -230,7 +230,7 @@ class Writer {
       out_ += 'e';
     }
   }
-  void batch_setitems(const std::vector<std::pair<Value*, Value*>>& items, uint32_t depth) {
+  void batch_setitems(Value::Items items, uint32_t depth) {
     for (size_t i = 0; i < items.size(); i += 1000) {
       size_t n = std::min<size_t>(1000, items.size() - i);
       if (n == 1) {
@@ -247,7 +247,7 @@ class Writer {
       out_ += 'u';
     }
   }
-  void tuple_of(const std::vector<Value*>& items, uint32_t depth) {
+  void tuple_of(Value::Elements items, uint32_t depth) {
     if (items.empty()) {
       out_ += ')';
       return;
@@ -398,7 +398,7 @@ class Writer {
         memo_if_shared(v);
         return;
       case Kind::dict: {
-        const std::string& ty = v.type_name();
+        const std::string_view ty = v.type_name();
         if (ty.empty()) {
           out_ += '}';
           memo_if_shared(v);
@@ -433,7 +433,7 @@ class Writer {
           batch_setitems(v.items(), depth);
           out_ += 'b';
         } else {
-          throw Error(ErrorCode::invalid_argument, "cannot pickle a dict of type " + ty);
+          throw Error(ErrorCode::invalid_argument, "cannot pickle a dict of type " + std::string(ty));
         }
         return;
       }

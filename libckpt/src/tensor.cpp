@@ -10,8 +10,18 @@
 
 namespace ckpt {
 
+namespace {
+// make_shared needs a public constructor; this derived type lends one, so a
+// storage and its control block are one allocation.
+struct StorageAlloc : Storage {
+  StorageAlloc() = default;
+};
+}  // namespace
+
+std::shared_ptr<Storage> Storage::make() { return std::make_shared<StorageAlloc>(); }
+
 std::shared_ptr<Storage> Storage::from_bytes(DType dtype, std::vector<uint8_t> bytes, std::string location) {
-  std::shared_ptr<Storage> s(new Storage());
+  std::shared_ptr<Storage> s = make();
   s->dtype_ = dtype;
   s->nbytes_ = bytes.size();
   s->owned_ = std::move(bytes);
@@ -22,7 +32,7 @@ std::shared_ptr<Storage> Storage::from_bytes(DType dtype, std::vector<uint8_t> b
 
 std::shared_ptr<Storage> Storage::from_external(DType dtype, const void* data, uint64_t nbytes,
                                                 std::shared_ptr<const void> keepalive, std::string location) {
-  std::shared_ptr<Storage> s(new Storage());
+  std::shared_ptr<Storage> s = make();
   s->dtype_ = dtype;
   s->nbytes_ = nbytes;
   s->data_ = static_cast<const uint8_t*>(data);
@@ -33,7 +43,7 @@ std::shared_ptr<Storage> Storage::from_external(DType dtype, const void* data, u
 
 std::shared_ptr<Storage> Storage::lazy(DType dtype, uint64_t nbytes, std::function<std::vector<uint8_t>()> loader,
                                        std::string location) {
-  std::shared_ptr<Storage> s(new Storage());
+  std::shared_ptr<Storage> s = make();
   s->dtype_ = dtype;
   s->nbytes_ = nbytes;
   s->loader_ = std::move(loader);
@@ -42,7 +52,7 @@ std::shared_ptr<Storage> Storage::lazy(DType dtype, uint64_t nbytes, std::functi
 }
 
 std::shared_ptr<Storage> Storage::unbound(DType dtype, uint64_t nbytes, std::string location) {
-  std::shared_ptr<Storage> s(new Storage());
+  std::shared_ptr<Storage> s = make();
   s->dtype_ = dtype;
   s->nbytes_ = nbytes;
   s->location_ = std::move(location);
@@ -52,7 +62,7 @@ std::shared_ptr<Storage> Storage::unbound(DType dtype, uint64_t nbytes, std::str
 std::shared_ptr<Storage> Storage::located(DType dtype, uint64_t nbytes,
                                           std::function<std::pair<const uint8_t*, uint64_t>()> locate,
                                           std::shared_ptr<const void> keepalive, bool mapped, std::string location) {
-  std::shared_ptr<Storage> s(new Storage());
+  std::shared_ptr<Storage> s = make();
   s->dtype_ = dtype;
   s->nbytes_ = nbytes;
   s->locate_ = std::move(locate);

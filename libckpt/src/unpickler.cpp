@@ -78,6 +78,23 @@ class Unpickler {
     return stack_.back();
   }
   size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
+  // The values since the last MARK, in place; drop_mark() removes them.
+  std::span<Value* const> mark_region() {
+    if (marks_.empty()) fail(ErrorCode::malformed_pickle, "no MARK on the stack");
+    const size_t m = marks_.back();
+    return {stack_.data() + m, stack_.size() - m};
+  }
+  void drop_mark() {
+    stack_.resize(marks_.back());
+    marks_.pop_back();
+  }
+  // The value just below the last MARK (APPENDS/SETITEMS/ADDITEMS target).
+  Value* below_mark() {
+    const size_t m = marks_.back();
+    const size_t floor_below = marks_.size() >= 2 ? marks_[marks_.size() - 2] : 0;
+    if (m == 0 || m - 1 < floor_below) fail(ErrorCode::malformed_pickle, "stack underflow");
+    return stack_[m - 1];
+  }
   std::vector<Value*> pop_mark() {
     if (marks_.empty()) fail(ErrorCode::malformed_pickle, "no MARK on the stack");
     size_t m = marks_.back();
@@ -112,8 +129,8 @@ class Unpickler {
       fail(ErrorCode::malformed_pickle, std::string("unhashable ") + what + " of type " + kind_name(v->kind_));
   }
   void build(Value* obj, Value* state);
-  void setitems(Value* target, const std::vector<Value*>& kv);
-  void appends(Value* target, const std::vector<Value*>& items);
+  void setitems(Value* target, std::span<Value* const> kv);
+  void appends(Value* target, std::span<Value* const> items);
   Value* memo_get(uint64_t id);
   void memo_put(uint64_t id, Value* v);
   uint64_t memo_size() const { return memo_distinct_; }
@@ -552,7 +569,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
   if (m == "collections") {
     if (n == "OrderedDict" || n == "Counter" || n == "defaultdict") {
       Value* d = mk(doc_.dict());
-      d->type_ = q();
+      d->type_ = doc_.intern(q());
       if (n == "defaultdict") {
         Value* attrs = doc_.dict();
         attrs->set("default_factory", a.empty() ? doc_.none() : a[0]);
@@ -682,7 +699,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
   if (m == "torch.torch_version" && n == "TorchVersion") {
     if (a.size() != 1 || a[0]->kind_ != Kind::string) fail(ErrorCode::malformed_pickle, "TorchVersion: expected a str");
     Value* s = mk(doc_.str(a[0]->s_));
-    s->type_ = q();
+    s->type_ = doc_.intern(q());
     return s;
   }
   if (m == "argparse" && n == "Namespace") {
@@ -771,7 +788,7 @@ void Unpickler::build(Value* obj, Value* state) {
       Value* st = state;
       if (st->kind_ == Kind::tuple && st->elems_.size() == 2) st = st->elems_[0];
       if (st->kind_ == Kind::none) return;
-      if (st->kind_ != Kind::dict) fail(ErrorCode::malformed_pickle, "BUILD of a " + obj->type_ + " needs a dict");
+      if (st->kind_ != Kind::dict) fail(ErrorCode::malformed_pickle, "BUILD of a " + std::string(obj->type_) + " needs a dict");
       if (!obj->a_) obj->a_ = st;
       else
         for (const auto& kv : st->items_) obj->a_->set(kv.first, kv.second);
@@ -823,7 +840,7 @@ void Unpickler::build(Value* obj, Value* state) {
   }
 }
 
-void Unpickler::setitems(Value* target, const std::vector<Value*>& kv) {
+void Unpickler::setitems(Value* target, std::span<Value* const> kv) {
   if (kv.size() % 2) fail(ErrorCode::malformed_pickle, "SETITEMS with an odd number of items");
   if (target->kind_ == Kind::dict) {
     for (size_t i = 0; i < kv.size(); i += 2) {
@@ -844,7 +861,7 @@ void Unpickler::setitems(Value* target, const std::vector<Value*>& kv) {
   fail(ErrorCode::malformed_pickle, std::string("SETITEM on a ") + kind_name(target->kind_) + ", not a dict");
 }
 
-void Unpickler::appends(Value* target, const std::vector<Value*>& items) {
+void Unpickler::appends(Value* target, std::span<Value* const> items) {
   if (target->kind_ == Kind::list || target->kind_ == Kind::object) {
     for (Value* v : items) {
       target->elems_.push_back(v);
@@ -1061,35 +1078,30 @@ UnpickleResult Unpickler::run() {
       case '}': push(mk(doc_.dict())); break;
       case 0x8f: push(mk(doc_.set())); break;
       case 'l': {  // LIST
-        auto items = pop_mark();
         Value* l = mk(doc_.list());
-        appends(l, items);
+        appends(l, mark_region());
+        drop_mark();
         push(l);
         break;
       }
-      case 't': push(mk(doc_.tuple(pop_mark()))); break;
-      case 0x85: {
-        Value* a = pop();
-        push(mk(doc_.tuple({a})));
+      case 't': {  // TUPLE
+        Value* t = mk(doc_.tuple(mark_region()));
+        drop_mark();
+        push(t);
         break;
       }
-      case 0x86: {
-        Value* b = pop();
-        Value* a = pop();
-        push(mk(doc_.tuple({a, b})));
-        break;
-      }
-      case 0x87: {
-        Value* c = pop();
-        Value* b = pop();
-        Value* a = pop();
-        push(mk(doc_.tuple({a, b, c})));
+      case 0x85: case 0x86: case 0x87: {  // TUPLE1/2/3
+        const size_t n = static_cast<size_t>(op - 0x84);
+        if (stack_.size() < floor() + n) fail(ErrorCode::malformed_pickle, "stack underflow");
+        Value* t = mk(doc_.tuple(std::span<Value* const>(stack_.data() + stack_.size() - n, n)));
+        stack_.resize(stack_.size() - n);
+        push(t);
         break;
       }
       case 'd': {  // DICT
-        auto items = pop_mark();
         Value* d = mk(doc_.dict());
-        setitems(d, items);
+        setitems(d, mark_region());
+        drop_mark();
         push(d);
         break;
       }
@@ -1106,23 +1118,26 @@ UnpickleResult Unpickler::run() {
       }
       case 'a': {  // APPEND
         Value* v = pop();
-        appends(top(), {v});
+        appends(top(), std::span<Value* const>(&v, 1));
         break;
       }
       case 'e': {  // APPENDS
-        auto items = pop_mark();
-        appends(top(), items);
+        auto items = mark_region();
+        appends(below_mark(), items);
+        drop_mark();
         break;
       }
       case 's': {  // SETITEM
-        Value* v = pop();
-        Value* k = pop();
-        setitems(top(), {k, v});
+        Value* kv[2];
+        kv[1] = pop();
+        kv[0] = pop();
+        setitems(top(), kv);
         break;
       }
       case 'u': {  // SETITEMS
-        auto items = pop_mark();
-        setitems(top(), items);
+        auto items = mark_region();
+        setitems(below_mark(), items);
+        drop_mark();
         break;
       }
       case 0x90: {  // ADDITEMS

@@ -41,7 +41,7 @@ namespace {
 [[noreturn]] void type_fail(const Value& v, const char* wanted) {
   throw Error(ErrorCode::type_error,
               std::string("expected ") + wanted + ", found " + kind_name(v.kind()) +
-                  (v.type_name().empty() ? "" : " (" + v.type_name() + ")"));
+                  (v.type_name().empty() ? "" : " (" + std::string(v.type_name()) + ")"));
 }
 
 }  // namespace
@@ -80,11 +80,27 @@ size_t Value::size() const noexcept {
   }
 }
 
-const std::vector<Value*>& Value::elements() const {
+Value::Value(Document* d, Kind k) : doc_(d), kind_(k), elems_(&d->pool_), items_(&d->pool_) {}
+
+void Value::set_type_name(std::string_view t) { type_ = doc_->intern(t); }
+
+std::string_view Document::intern(std::string_view s) {
+  static constexpr std::string_view kKnown[] = {
+      "collections.OrderedDict", "collections.Counter", "collections.defaultdict", "argparse.Namespace",
+      "torch.Size", "torch.torch_version.TorchVersion", "builtins.bytearray"};
+  for (auto k : kKnown)
+    if (k == s) return k;
+  for (const auto& i : interned_)
+    if (i == s) return i;
+  interned_.emplace_back(s);
+  return interned_.back();
+}
+
+Value::Elements Value::elements() const {
   if (kind_ == Kind::list || kind_ == Kind::tuple || kind_ == Kind::set || kind_ == Kind::frozenset) return elems_;
   type_fail(*this, "list, tuple or set");
 }
-const std::vector<std::pair<Value*, Value*>>& Value::items() const {
+Value::Items Value::items() const {
   if (kind_ == Kind::dict) return items_;
   type_fail(*this, "dict");
 }
@@ -397,12 +413,14 @@ Value* Document::list(std::vector<Value*> elems) {
   for (Value* e : elems) v->append(e);
   return v;
 }
-Value* Document::tuple(std::vector<Value*> elems) {
+Value* Document::tuple(std::vector<Value*> elems) { return tuple(std::span<Value* const>(elems)); }
+
+Value* Document::tuple(std::span<Value* const> elems) {
   Value* v = make(Kind::tuple);
   uint32_t d = 0;
   for (Value* e : elems) d = std::max(d, e->depth_ + 1);
   v->depth_ = d;
-  v->elems_ = std::move(elems);
+  v->elems_.assign(elems.begin(), elems.end());
   return v;
 }
 Value* Document::dict() { return make(Kind::dict); }
@@ -423,7 +441,7 @@ Value* Document::set(std::vector<Value*> elems) {
 }
 Value* Document::frozenset(std::vector<Value*> elems) {
   Value* v = make(Kind::frozenset);
-  v->elems_ = std::move(elems);
+  v->elems_.assign(elems.begin(), elems.end());
   return v;
 }
 Value* Document::global(std::string module, std::string name) {
@@ -632,7 +650,7 @@ void repr_into(std::string& out, const Value& v, size_t max_len, uint32_t depth)
     case Kind::dict: {
       bool ns = v.type_name() == "argparse.Namespace";
       if (ns) out += "Namespace(";
-      else if (!v.type_name().empty()) out += escaped(v.type_name().substr(v.type_name().rfind('.') + 1)) + "(";
+      else if (!v.type_name().empty()) out += escaped(std::string(v.type_name().substr(v.type_name().rfind('.') + 1))) + "(";
       out += ns ? "" : "{";
       bool first = true;
       for (const auto& [k, val] : v.items()) {

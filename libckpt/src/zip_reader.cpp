@@ -112,7 +112,6 @@ void ZipArchive::parse() {
 
   // 3. Central directory entries.
   entries_.reserve(static_cast<size_t>(n_total));
-  by_name_.reserve(static_cast<size_t>(n_total));
   uint64_t p = cd_off;
   const uint64_t cd_end = cd_off + cd_size;
   for (uint64_t i = 0; i < n_total; ++i) {
@@ -128,17 +127,17 @@ void ZipArchive::parse() {
     uint64_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
     en.local_header_offset = rd32(c + 42);
     if (!detail::fits(p + 46, nlen + xlen + clen, cd_end)) throw corrupt("central directory entry " + std::to_string(i) + " runs past the directory", p);
-    en.name.assign(reinterpret_cast<const char*>(c + 46), static_cast<size_t>(nlen));
+    en.name = std::string_view(reinterpret_cast<const char*>(c + 46), static_cast<size_t>(nlen));
     // ZIP64 extra field.
     const uint8_t* x = c + 46 + nlen;
     for (uint64_t xo = 0; xo + 4 <= xlen;) {
       uint16_t id = rd16(x + xo), len = rd16(x + xo + 2);
-      if (xo + 4 + len > xlen) throw corrupt("extra field overruns entry " + en.name, p, en.name);
+      if (xo + 4 + len > xlen) throw corrupt("extra field overruns entry " + std::string(en.name), p, std::string(en.name));
       if (id == 0x0001) {
         const uint8_t* z = x + xo + 4;
         uint64_t zo = 0;
         auto next = [&](uint64_t& field) {
-          if (zo + 8 > len) throw corrupt("ZIP64 extra field too short in " + en.name, p, en.name);
+          if (zo + 8 > len) throw corrupt("ZIP64 extra field too short in " + std::string(en.name), p, std::string(en.name));
           field = rd64(z + zo);
           zo += 8;
         };
@@ -152,27 +151,32 @@ void ZipArchive::parse() {
     p += 46 + nlen + xlen + clen;
 
     if (en.name.empty()) throw corrupt("entry " + std::to_string(i) + " has an empty name", p);
-    if (en.name.find('\0') != std::string::npos || en.name.find('\\') != std::string::npos || en.name[0] == '/' ||
-        en.name.find("../") != std::string::npos || en.name == ".." ||
+    if (en.name.find('\0') != std::string_view::npos || en.name.find('\\') != std::string_view::npos || en.name[0] == '/' ||
+        en.name.find("../") != std::string_view::npos || en.name == ".." ||
         (en.name.size() >= 3 && en.name.compare(en.name.size() - 3, 3, "/..") == 0))
-      throw corrupt("unsafe entry name '" + en.name + "'", p, en.name);
-    if (en.flags & 0x41) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, en.name, en.local_header_offset);
+      throw corrupt("unsafe entry name '" + std::string(en.name) + "'", p, std::string(en.name));
+    if (en.flags & 0x41) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, std::string(en.name), en.local_header_offset);
     if (en.method != 0 && en.method != 8)
-      throw Error(ErrorCode::unsupported_zip, "compression method " + std::to_string(en.method) + " is not supported (only STORED and DEFLATE)", path, en.name, en.local_header_offset);
+      throw Error(ErrorCode::unsupported_zip, "compression method " + std::to_string(en.method) + " is not supported (only STORED and DEFLATE)", path, std::string(en.name), en.local_header_offset);
     if (en.method == 0 && en.compressed_size != en.uncompressed_size)
       throw corrupt("STORED entry with different compressed (" + std::to_string(en.compressed_size) + ") and uncompressed (" +
                         std::to_string(en.uncompressed_size) + ") sizes",
-                    en.local_header_offset, en.name);
+                    en.local_header_offset, std::string(en.name));
     if (!detail::fits(en.local_header_offset, 30 + nlen, cd_off) ||
         !detail::fits(en.local_header_offset + 30 + nlen, en.compressed_size, cd_off))
       throw corrupt("entry [" + std::to_string(en.local_header_offset) + ", +" + std::to_string(30 + nlen + en.compressed_size) +
                         ") runs into the central directory",
-                    en.local_header_offset, en.name);
-    entries_.push_back(std::move(en));
-    // entries_ was reserved for n_total entries: names never move.
-    if (!by_name_.emplace(std::string_view(entries_.back().name), entries_.size() - 1).second)
-      throw corrupt("duplicate entry name", entries_.back().local_header_offset, entries_.back().name);
+                    en.local_header_offset, std::string(en.name));
+    entries_.push_back(en);
   }
+
+  // Names sorted for lookup; equal neighbours are duplicates.
+  by_name_.resize(entries_.size());
+  for (size_t i = 0; i < entries_.size(); ++i) by_name_[i] = static_cast<uint32_t>(i);
+  std::sort(by_name_.begin(), by_name_.end(), [&](uint32_t a, uint32_t b) { return entries_[a].name < entries_[b].name; });
+  for (size_t i = 1; i < by_name_.size(); ++i)
+    if (entries_[by_name_[i]].name == entries_[by_name_[i - 1]].name)
+      throw corrupt("duplicate entry name", entries_[by_name_[i]].local_header_offset, std::string(entries_[by_name_[i]].name));
 
   // 4. No two entries may share bytes (overlapping-entry zip bombs). The
   // local extra field is read lazily (data_offset()), so here each entry
@@ -186,15 +190,15 @@ void ZipArchive::parse() {
     ZipEntry* a = order[i];
     a->limit = i + 1 < order.size() ? order[i + 1]->local_header_offset : cd_off;
     if (a->local_header_offset + 30 + a->name.size() + a->compressed_size > a->limit)
-      throw corrupt("entries '" + a->name + "' and '" + (i + 1 < order.size() ? order[i + 1]->name : std::string("central directory")) +
+      throw corrupt("entries '" + std::string(a->name) + "' and '" + (i + 1 < order.size() ? std::string(order[i + 1]->name) : std::string("central directory")) +
                         "' overlap",
-                    a->local_header_offset, a->name);
+                    a->local_header_offset, std::string(a->name));
   }
 
   if (!entries_.empty()) {
-    const std::string& first = entries_.front().name;
+    const std::string_view first = entries_.front().name;
     size_t slash = first.find('/');
-    root_ = slash == std::string::npos ? std::string() : first.substr(0, slash);
+    root_ = slash == std::string_view::npos ? std::string() : std::string(first.substr(0, slash));
   }
 }
 
@@ -213,8 +217,10 @@ const ZipEntry* ZipArchive::find(std::string_view name) const noexcept {
     big = root_ + "/" + std::string(name);
     full = big;
   }
-  auto it = by_name_.find(full);
-  return it == by_name_.end() ? nullptr : &entries_[it->second];
+  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), full,
+                             [&](uint32_t i, std::string_view n) { return entries_[i].name < n; });
+  if (it == by_name_.end() || entries_[*it].name != full) return nullptr;
+  return &entries_[*it];
 }
 
 std::string_view ZipArchive::relative_name(const ZipEntry& e) const noexcept {
@@ -228,7 +234,7 @@ uint64_t ZipArchive::data_offset(const ZipEntry& e) const {
   const uint8_t* d = src_->data();
   const std::string& path = src_->path();
   const uint64_t lh = e.local_header_offset;
-  auto corrupt = [&](const std::string& msg) { return Error(ErrorCode::corrupt_zip, msg, path, e.name, lh); };
+  auto corrupt = [&](const std::string& msg) { return Error(ErrorCode::corrupt_zip, msg, path, std::string(e.name), lh); };
   if (!detail::fits(lh, 30, e.limit)) throw corrupt("local header runs into the next entry");
   const uint8_t* l = d + lh;
   if (rd32(l) != kLocalSig) throw corrupt("local header signature not found");
@@ -238,7 +244,7 @@ uint64_t ZipArchive::data_offset(const ZipEntry& e) const {
     throw corrupt("local header name '" + std::string(reinterpret_cast<const char*>(l + 30), static_cast<size_t>(lnlen)) +
                   "' differs from the central directory name");
   if (rd16(l + 8) != e.method) throw corrupt("local and central compression methods differ");
-  if ((rd16(l + 6) & 0x41) != 0) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, e.name, lh);
+  if ((rd16(l + 6) & 0x41) != 0) throw Error(ErrorCode::unsupported_zip, "entry is encrypted", path, std::string(e.name), lh);
   const uint64_t off = lh + 30 + lnlen + lxlen;
   if (!detail::fits(off, e.compressed_size, e.limit))
     throw corrupt("entry data [" + std::to_string(off) + ", +" + std::to_string(e.compressed_size) + ") runs into the next entry");
@@ -247,7 +253,7 @@ uint64_t ZipArchive::data_offset(const ZipEntry& e) const {
 
 std::span<const uint8_t> ZipArchive::stored_bytes(const ZipEntry& e) const {
   if (e.method != 0)
-    throw Error(ErrorCode::unsupported_zip, "entry is compressed; read() inflates it", src_->path(), e.name, e.local_header_offset);
+    throw Error(ErrorCode::unsupported_zip, "entry is compressed; read() inflates it", src_->path(), std::string(e.name), e.local_header_offset);
   return {src_->data() + data_offset(e), static_cast<size_t>(e.compressed_size)};
 }
 
@@ -261,10 +267,10 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
       throw Error(ErrorCode::limit_exceeded,
                   "entry declares " + std::to_string(e.uncompressed_size) + " uncompressed bytes, over the limit of " +
                       std::to_string(limits_.max_inflate_bytes),
-                  src_->path(), e.name, e.local_header_offset);
+                  src_->path(), std::string(e.name), e.local_header_offset);
     out.resize(static_cast<size_t>(e.uncompressed_size));
     z_stream zs{};
-    if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::internal, "zlib inflateInit2 failed", src_->path(), e.name);
+    if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::internal, "zlib inflateInit2 failed", src_->path(), std::string(e.name));
     const uint64_t data_off = data_offset(e);
     const uint8_t* in = src_->data() + data_off;
     uint64_t in_left = e.compressed_size, out_done = 0;
@@ -292,28 +298,28 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
       if (into_sink && produced > 0) {
         inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, "DEFLATE data inflates past the declared size " + std::to_string(e.uncompressed_size),
-                    src_->path(), e.name, data_off);
+                    src_->path(), std::string(e.name), data_off);
       }
       out_done += produced;
       if (rc == Z_STREAM_END) break;
       if (rc != Z_OK || (produced == 0 && zs.avail_in == 0 && in_left == 0)) {
         inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, std::string("invalid DEFLATE data") + (zs.msg ? std::string(": ") + zs.msg : std::string()),
-                    src_->path(), e.name, data_off + zs.total_in);
+                    src_->path(), std::string(e.name), data_off + zs.total_in);
       }
     }
     inflateEnd(&zs);
     if (out_done != e.uncompressed_size)
       throw Error(ErrorCode::corrupt_compressed,
                   "DEFLATE data inflated to " + std::to_string(out_done) + " bytes, the directory says " + std::to_string(e.uncompressed_size),
-                  src_->path(), e.name, data_off);
+                  src_->path(), std::string(e.name), data_off);
   }
   if (check_crc) {
     uint32_t c = crc32(0, out.data(), out.size());
     if (c != e.crc32) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "CRC-32 is %08x, the directory says %08x", c, e.crc32);
-      throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, data_offset(e));
+      throw Error(ErrorCode::crc_mismatch, buf, src_->path(), std::string(e.name), data_offset(e));
     }
   }
   return out;
@@ -331,7 +337,7 @@ void ZipArchive::verify_crc(const ZipEntry& e) const {
   if (c != e.crc32) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "CRC-32 is %08x, the directory says %08x", c, e.crc32);
-    throw Error(ErrorCode::crc_mismatch, buf, src_->path(), e.name, data_offset(e));
+    throw Error(ErrorCode::crc_mismatch, buf, src_->path(), std::string(e.name), data_offset(e));
   }
 }
 

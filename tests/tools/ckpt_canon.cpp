@@ -186,7 +186,7 @@ class Canon {
   }
 
   json dict(const ckpt::Value& v, int depth) {
-    const std::string& t = v.type_name();
+    const std::string t(v.type_name());
     if (t == "argparse.Namespace") {
       std::vector<std::pair<std::string, const ckpt::Value*>> items;
       for (const auto& [k, val] : v.items()) items.emplace_back(k->is(ckpt::Kind::string) ? k->as_str() : ckpt::repr(*k), val);

@@ -89,8 +89,11 @@ class Storage {
   /// A storage whose bytes are bound later with bind().
   static std::shared_ptr<Storage> unbound(DType dtype, uint64_t nbytes, std::string location = "cpu");
 
- private:
+ protected:
   Storage() = default;
+
+ private:
+  static std::shared_ptr<Storage> make();
   DType dtype_ = DType::uint8;
   uint64_t nbytes_ = 0;
   std::string location_ = "cpu";

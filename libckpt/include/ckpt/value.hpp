@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory_resource>
+#include <span>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,8 +82,10 @@ class Value {
 
   // ---- containers ----
   size_t size() const noexcept;  ///< elements, items or 0
-  const std::vector<Value*>& elements() const;                   ///< list, tuple, set, frozenset
-  const std::vector<std::pair<Value*, Value*>>& items() const;   ///< dict
+  using Elements = std::span<Value* const>;
+  using Items = std::span<const std::pair<Value*, Value*>>;
+  Elements elements() const;  ///< list, tuple, set, frozenset
+  Items items() const;        ///< dict, in insertion order
   /// dict lookup by string key; nullptr when absent (or not a dict).
   Value* get(std::string_view key) const noexcept;
   Value* get(const Value& key) const noexcept;
@@ -90,7 +94,7 @@ class Value {
   Value& at(size_t index) const;  ///< list/tuple element, throws when out of range
 
   /// Python class of a subclassed container or string ("collections.OrderedDict").
-  const std::string& type_name() const noexcept { return type_; }
+  std::string_view type_name() const noexcept { return type_; }
   /// Instance attributes: OrderedDict's __dict__ (with `_metadata`), a
   /// defaultdict's factory under "default_factory". nullptr if none.
   Value* attrs() const noexcept { return a_; }
@@ -106,9 +110,9 @@ class Value {
   /// Why an object that looks like a tensor is not decoded ("quantized tensor").
   const std::string& unsupported_reason() const noexcept { return s2_; }
   /// Items SETITEM(S) stored into an opaque object (a dict subclass).
-  const std::vector<std::pair<Value*, Value*>>& object_items() const noexcept { return items_; }
+  Items object_items() const noexcept { return items_; }
   /// Elements APPEND(S) stored into an opaque object (a list subclass).
-  const std::vector<Value*>& object_elements() const noexcept { return elems_; }
+  Elements object_elements() const noexcept { return elems_; }
 
   // ---- tensors and friends ----
   const Tensor& tensor() const;
@@ -137,14 +141,14 @@ class Value {
   Value* set(std::string_view key, double v);
   Value* set(std::string_view key, bool v);
   bool erase(std::string_view key);             ///< dict: remove a string key
-  void set_type_name(std::string t) { type_ = std::move(t); }
+  void set_type_name(std::string_view t);
   void set_attrs(Value* a) noexcept { a_ = a; }
 
  private:
   friend class Document;
   friend class Unpickler;
   friend struct ValueAccess;
-  explicit Value(Document* d, Kind k) : doc_(d), kind_(k) {}
+  Value(Document* d, Kind k);
   void reindex() const;
   std::optional<std::string> find_index_key(const Value& key) const;
 
@@ -156,9 +160,12 @@ class Value {
   uint64_t offset_ = 0;
   int64_t i_ = 0;
   double f_ = 0, f2_ = 0;
-  std::string s_, s2_, type_;
-  std::vector<Value*> elems_;
-  std::vector<std::pair<Value*, Value*>> items_;
+  std::string s_, s2_;
+  std::string_view type_;  // a literal, or text interned in the Document
+  // Containers allocate from their Document's monotonic pool: no malloc or
+  // free per container, and all of it goes at once with the Document.
+  std::pmr::vector<Value*> elems_;
+  std::pmr::vector<std::pair<Value*, Value*>> items_;
   Value *a_ = nullptr, *b_ = nullptr, *c_ = nullptr;
   std::shared_ptr<Tensor> tensor_;
   std::shared_ptr<Storage> storage_;
@@ -192,6 +199,7 @@ class Document {
   Value* bytes(std::string_view b);
   Value* list(std::vector<Value*> elems = {});
   Value* tuple(std::vector<Value*> elems = {});
+  Value* tuple(std::span<Value* const> elems);
   Value* dict();
   Value* ordered_dict();  ///< a collections.OrderedDict, as state_dict() returns
   Value* namespace_();     ///< an argparse.Namespace (attributes as items)
@@ -211,6 +219,11 @@ class Document {
   size_t node_count() const noexcept { return count_; }
 
  private:
+  friend class Value;
+  friend class Unpickler;
+  std::string_view intern(std::string_view s);
+  std::pmr::monotonic_buffer_resource pool_;
+  std::deque<std::string> interned_;
   struct Chunk {
     Value* base;
     size_t capacity;

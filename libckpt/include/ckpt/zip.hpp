@@ -22,7 +22,7 @@
 namespace ckpt {
 
 struct ZipEntry {
-  std::string name;             ///< full name, root folder included
+  std::string_view name;        ///< full name, root folder included (a view of the mapped file)
   uint16_t method = 0;          ///< 0 STORED, 8 DEFLATE
   uint16_t flags = 0;
   uint32_t crc32 = 0;
@@ -71,7 +71,7 @@ class ZipArchive {
   std::shared_ptr<const Source> src_;
   Limits limits_;
   std::vector<ZipEntry> entries_;
-  std::unordered_map<std::string_view, size_t> by_name_;  // views of entries_[i].name
+  std::vector<uint32_t> by_name_;  // entry indices sorted by name, for binary search
   std::string root_;
   bool zip64_end_ = false;
   uint64_t trailing_ = 0;
