@@ -254,19 +254,8 @@ def main():
                 if (nt, nt - ns) != (m["tensors"], m["shared"]):
                     rep.fail(rel + " (canon.py walk)", "tensors=%d shared=%d, MANIFEST says tensors=%d shared=%d"
                              % (nt, nt - ns, m["tensors"], m["shared"]))
-            if r.rc != 0:
-                rep.fail(rel, "ckpt_canon dump failed: " + r.describe())
+            if not common.check_dump(rep, rel, r, truth, "torch" if want == "match" else "pickle", want):
                 continue
-            try:
-                got = r.json()
-            except ValueError as e:
-                rep.fail(rel, "invalid JSON from ckpt_canon: %s" % e)
-                continue
-            diff = canon.first_difference(got, truth)
-            if diff is None:
-                rep.ok(rel, want)
-            else:
-                rep.fail(rel, "C++ vs %s differ at %s" % ("torch" if want == "match" else "pickle", diff))
             if want == "match":
                 check_resave(rep, exe, torch, canon, rel, path, truth, bool(m["wo"]), resave_dir)
             continue

@@ -174,6 +174,30 @@ class Report:
         sys.exit(1 if self.failed else 0)
 
 
+def check_dump(rep, what, r, truth, against="torch", detail=""):
+    """Compares the Result r of `ckpt_canon dump` with truth (canon.canon of what
+    Python loaded): one PASS, or one FAIL naming the first difference.
+
+    Returns False when the dump failed or printed no JSON, so there was nothing
+    to compare."""
+    import canon  # imports torch; only the torch tests get here
+
+    if r.rc != 0:
+        rep.fail(what, "ckpt_canon dump failed: " + r.describe())
+        return False
+    try:
+        got = r.json()
+    except ValueError as e:
+        rep.fail(what, "ckpt_canon printed invalid JSON: %s" % e)
+        return False
+    diff = canon.first_difference(got, truth)
+    if diff is None:
+        rep.ok(what, detail)
+    else:
+        rep.fail(what, "C++ vs %s differ at %s" % (against, diff))
+    return True
+
+
 # ---------------------------------------------------------------- zip layout
 
 def zip_layout_problems(path, expect_root=None):

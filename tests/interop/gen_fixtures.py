@@ -417,37 +417,27 @@ FIXTURES = [
     ("bare_list.pt", bare_list, {}, False),
     ("storage.pt", storage_object, {}, False),
     ("buffer_saved.pt", mammoth, {}, True),
-    ("legacy_dtypes.pt", all_dtypes, LEGACY, False),
-    ("legacy_scalars_empty.pt", scalars_and_empty, LEGACY, False),
-    ("legacy_views.pt", views, LEGACY, False),
-    ("legacy_shared.pt", shared, LEGACY, False),
-    ("legacy_state_dict.pt", state_dict, LEGACY, False),
-    ("legacy_mammoth.pt", mammoth, LEGACY, False),
-    ("legacy_pyvalues.pt", python_values, LEGACY, False),
-    ("legacy_numpy.pt", numpy_values, LEGACY, False),
-    ("legacy_big_memo.pt", big_memo, LEGACY, False),
-    ("legacy_proto4.pt", shared, dict(LEGACY, **PROTO4), False),
-    ("proto4_dtypes.pt", all_dtypes, PROTO4, False),
-    ("proto4_views.pt", views, PROTO4, False),
-    ("proto4_shared.pt", shared, PROTO4, False),
-    ("proto4_pyvalues.pt", python_values, PROTO4, False),
-    ("proto4_nested.pt", nested, PROTO4, False),
-    ("proto4_numpy.pt", numpy_values, PROTO4, False),
-    ("proto4_mammoth.pt", mammoth, PROTO4, False),
-    ("proto4_big_memo.pt", big_memo, PROTO4, False),
-    ("proto3_pyvalues.pt", python_values, PROTO3, False),
-    ("proto5_pyvalues.pt", python_values, {"pickle_protocol": 5}, False),
-    ("proto1_shared.pt", shared, {"pickle_protocol": 1}, False),
-    ("proto1_pyvalues.pt", python_values, {"pickle_protocol": 1}, False),
     ("objects.pt", objects, {}, False),
     ("tensor_state.pt", tensor_state, {}, False),
-    ("legacy_tensor_state.pt", tensor_state, LEGACY, False),
     ("enum.pt", enum_value, {}, False),
     ("many_items.pt", many_items, {}, False),
-    ("proto4_many_items.pt", many_items, PROTO4, False),
     ("shared_containers.pt", shared_containers, {}, False),
-    ("proto4_shared_containers.pt", shared_containers, PROTO4, False),
 ]
+
+# Plain fixtures saved again with other torch.save kwargs, as PREFIX + name.
+_BUILDER = {name: builder for name, builder, _, _ in FIXTURES}
+VARIANTS = [
+    ("legacy_", LEGACY, ["dtypes.pt", "scalars_empty.pt", "views.pt", "shared.pt", "state_dict.pt", "mammoth.pt",
+                         "pyvalues.pt", "numpy.pt", "big_memo.pt", "tensor_state.pt"]),
+    ("proto4_", PROTO4, ["dtypes.pt", "views.pt", "shared.pt", "pyvalues.pt", "nested.pt", "numpy.pt", "mammoth.pt",
+                         "big_memo.pt", "many_items.pt", "shared_containers.pt"]),
+    ("proto3_", PROTO3, ["pyvalues.pt"]),
+    ("proto5_", {"pickle_protocol": 5}, ["pyvalues.pt"]),
+    ("proto1_", {"pickle_protocol": 1}, ["shared.pt", "pyvalues.pt"]),
+]
+FIXTURES += [(prefix + name, _BUILDER[name], kwargs, False)
+             for prefix, kwargs, names in VARIANTS for name in names]
+FIXTURES.append(("legacy_proto4.pt", shared, dict(LEGACY, **PROTO4), False))
 
 # Fixtures whose values hold objects libckpt keeps opaque (a whole nn.Module):
 # ckpt_canon must describe them, but a resave cannot reproduce the object.

@@ -43,19 +43,7 @@ def main():
                 rep.check(err is not None and err.get("name") == want, name,
                           "expected typed error %s, got %s" % (want, r.describe()))
                 continue
-            if r.rc != 0:
-                rep.fail(name, "ckpt_canon dump failed: " + r.describe())
-                continue
-            try:
-                got = r.json()
-            except ValueError as e:
-                rep.fail(name, "ckpt_canon printed invalid JSON: %s" % e)
-                continue
-            diff = canon.first_difference(got, truth)
-            if diff is None:
-                rep.ok(name)
-            else:
-                rep.fail(name, "C++ vs torch differ at " + diff)
+            common.check_dump(rep, name, r, truth)
     finally:
         if not keep:
             shutil.rmtree(outdir, ignore_errors=True)
