@@ -46,7 +46,10 @@ class ZipWriter {
     begin(name, size);
     auto bytes = st.bytes();
     uint32_t crc = 0;
-    if (st.mapped() && !bytes.empty()) advise(bytes.data(), bytes.size(), MADV_SEQUENTIAL);
+    // Map the input's pages in one call instead of a fault per 64 KiB from
+    // each of the two passes (MADV_POPULATE_READ, Linux 5.14; older kernels
+    // ignore it and fault as before).
+    if (st.mapped() && !bytes.empty()) advise(bytes.data(), bytes.size(), 22 /* MADV_POPULATE_READ */);
     if (!st.big_endian()) {
       if (bytes.size() >= (size_t{4} << 20)) {
         auto job = std::async(std::launch::async, [&bytes] { return crc32(0, bytes.data(), bytes.size()); });
