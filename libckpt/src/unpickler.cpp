@@ -175,6 +175,7 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
   std::vector<Value*> memo_dense_;
+  std::vector<Value*> dedupe_;  // dicts filled by SETITEM(S), merged at STOP
   uint64_t memo_distinct_ = 0;  // len(memo) in CPython: MEMOIZE's next id
   UnpickleResult res_;
   std::unordered_map<std::string, size_t> global_index_;
@@ -843,11 +844,19 @@ void Unpickler::build(Value* obj, Value* state) {
 void Unpickler::setitems(Value* target, std::span<Value* const> kv) {
   if (kv.size() % 2) fail(ErrorCode::malformed_pickle, "SETITEMS with an odd number of items");
   if (target->kind_ == Kind::dict) {
+    // Appended as they come; duplicate keys are merged once at STOP
+    // (merge_duplicate_keys), instead of an index lookup per item.
     for (size_t i = 0; i < kv.size(); i += 2) {
       Value* k = kv[i];
       check_hashable(k, "dict key");
-      target->set(k, kv[i + 1]);
+      target->items_.emplace_back(k, kv[i + 1]);
+      touch(target, k);
       touch(target, kv[i + 1]);
+    }
+    target->index_.reset();
+    if (!target->pending_dedupe_) {
+      target->pending_dedupe_ = true;
+      dedupe_.push_back(target);
     }
     return;
   }
@@ -897,6 +906,7 @@ UnpickleResult Unpickler::run() {
       }
       case '.': {  // STOP (Python ignores marks left open, and so do we)
         Value* v = pop();
+        for (Value* d : dedupe_) d->merge_duplicate_keys();
         res_.value = v;
         res_.end = pos_;
         return std::move(res_);

@@ -1,5 +1,6 @@
 #include "ckpt/value.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -197,6 +198,49 @@ Value* Value::get(std::string_view key) const noexcept {
   if (!index_) reindex();
   auto it = index_->strings.find(key);
   return it == index_->strings.end() ? nullptr : items_[it->second].second;
+}
+
+void Value::merge_duplicate_keys() {
+  pending_dedupe_ = false;
+  if (items_.size() < 2) return;
+  // Sort item indices by key text; equal neighbours are duplicates. One
+  // allocation per dict instead of an index node per key.
+  struct K {
+    std::string_view text;
+    size_t pos;
+  };
+  std::vector<K> keys;
+  std::vector<std::string> canon;  // texts of non-string keys; reserved, so views stay valid
+  keys.reserve(items_.size());
+  canon.reserve(items_.size());
+  for (size_t i = 0; i < items_.size(); ++i) {
+    const Value* k = items_[i].first;
+    if (k->kind_ == Kind::string) {
+      keys.push_back(K{std::string_view(k->s_), i});
+    } else if (auto c = find_index_key(*k)) {
+      canon.push_back("\x01" + *c);  // never equal to a str key's text
+      keys.push_back(K{std::string_view(canon.back()), i});
+    }
+  }
+  std::sort(keys.begin(), keys.end(), [](const K& a, const K& b) { return a.text != b.text ? a.text < b.text : a.pos < b.pos; });
+  bool dups = false;
+  for (size_t i = 1; i < keys.size() && !dups; ++i) dups = keys[i].text == keys[i - 1].text;
+  if (!dups) return;
+  std::vector<char> drop(items_.size(), 0);
+  for (size_t i = 0; i < keys.size();) {
+    size_t j = i;
+    while (j + 1 < keys.size() && keys[j + 1].text == keys[i].text) ++j;
+    if (j > i) {
+      items_[keys[i].pos].second = items_[keys[j].pos].second;  // last value, first position
+      for (size_t d = i + 1; d <= j; ++d) drop[keys[d].pos] = 1;
+    }
+    i = j + 1;
+  }
+  size_t w = 0;
+  for (size_t r = 0; r < items_.size(); ++r)
+    if (!drop[r]) items_[w++] = items_[r];
+  items_.resize(w);
+  index_.reset();
 }
 
 Value& Value::at(std::string_view key) const {

@@ -244,13 +244,20 @@ void ZipArchive::parse() {
     entries_.push_back(en);
   }
 
-  // Names sorted for lookup; equal neighbours are duplicates.
-  by_name_.resize(entries_.size());
-  for (size_t i = 0; i < entries_.size(); ++i) by_name_[i] = static_cast<uint32_t>(i);
-  std::sort(by_name_.begin(), by_name_.end(), [&](uint32_t a, uint32_t b) { return entries_[a].name < entries_[b].name; });
-  for (size_t i = 1; i < by_name_.size(); ++i)
-    if (entries_[by_name_[i]].name == entries_[by_name_[i - 1]].name)
-      throw corrupt("duplicate entry name", entries_[by_name_[i]].local_header_offset, std::string(entries_[by_name_[i]].name));
+  // Name index: open addressing over a power-of-two table, no allocation per
+  // entry. A name found twice is a duplicate entry.
+  size_t cap = 16;
+  while (cap < entries_.size() * 2) cap <<= 1;
+  by_name_.assign(cap, UINT32_MAX);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    size_t h = std::hash<std::string_view>{}(entries_[i].name) & (cap - 1);
+    while (by_name_[h] != UINT32_MAX) {
+      if (entries_[by_name_[h]].name == entries_[i].name)
+        throw corrupt("duplicate entry name", entries_[i].local_header_offset, std::string(entries_[i].name));
+      h = (h + 1) & (cap - 1);
+    }
+    by_name_[h] = static_cast<uint32_t>(i);
+  }
 
   // 4. No two entries may share bytes (overlapping-entry zip bombs). The
   // local extra field is read lazily (data_offset()), so here each entry
@@ -291,10 +298,11 @@ const ZipEntry* ZipArchive::find(std::string_view name) const noexcept {
     big = root_ + "/" + std::string(name);
     full = big;
   }
-  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), full,
-                             [&](uint32_t i, std::string_view n) { return entries_[i].name < n; });
-  if (it == by_name_.end() || entries_[*it].name != full) return nullptr;
-  return &entries_[*it];
+  if (by_name_.empty()) return nullptr;
+  const size_t mask = by_name_.size() - 1;
+  for (size_t h = std::hash<std::string_view>{}(full) & mask; by_name_[h] != UINT32_MAX; h = (h + 1) & mask)
+    if (entries_[by_name_[h]].name == full) return &entries_[by_name_[h]];
+  return nullptr;
 }
 
 std::string_view ZipArchive::relative_name(const ZipEntry& e) const noexcept {

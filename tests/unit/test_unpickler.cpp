@@ -1343,3 +1343,29 @@ TEST_CASE("allow_unknown_globals=false keeps allowed and known globals working")
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("duplicate dict keys keep the first position and the last value, as in Python") {
+  // pickle.loads(b'\x80\x02}(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bK\x02X\x01\x00\x00\x00aK\x03u.')
+  //   == {'a': 3, 'b': 2}; likewise 1 and True, and 1.0, are one key.
+  auto l = load(B("\x80\x02}(X\x01\x00\x00\x00" "aK\x01X\x01\x00\x00\x00" "bK\x02X\x01\x00\x00\x00" "aK\x03u."));
+  REQUIRE_KIND(l->v, dict);
+  REQUIRE(l->v->size() == 2);
+  CHECK(l->v->items()[0].first->as_str() == "a");
+  CHECK(l->v->items()[0].second->as_int() == 3);
+  CHECK(l->v->items()[1].first->as_str() == "b");
+  auto n = load(B("\x80\x02}(K\x01X\x01\x00\x00\x00x\x88X\x01\x00\x00\x00yG?\xf0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00zu."));
+  REQUIRE_KIND(n->v, dict);
+  REQUIRE(n->v->size() == 1);  // {1: 'z'}
+  CHECK(n->v->items()[0].first->as_int() == 1);
+  CHECK(n->v->items()[0].second->as_str() == "z");
+  // Large dicts (hash index) agree.
+  Pk p;
+  p.proto(2).empty_dict().mark();
+  for (int i = 0; i < 50; ++i) p.binunicode("k" + std::to_string(i % 20)).binint1(static_cast<uint8_t>(i));
+  p.setitems().stop();
+  auto big = load(p.s);
+  REQUIRE(big->v->size() == 20);
+  CHECK(big->v->at("k0").as_int() == 40);
+  CHECK(big->v->at("k19").as_int() == 39);
+  CHECK(big->v->items()[5].first->as_str() == "k5");
+}

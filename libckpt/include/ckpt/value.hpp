@@ -150,12 +150,15 @@ class Value {
   friend struct ValueAccess;
   Value(Document* d, Kind k);
   void reindex() const;
+  /// Merges duplicate keys as Python does (first position, last value).
+  void merge_duplicate_keys();
   std::optional<std::string> find_index_key(const Value& key) const;
 
   Document* doc_;
   Kind kind_;
   bool flag_ = false;
   bool shared_ = false;
+  bool pending_dedupe_ = false;  // dict filled by the unpickler, duplicates not yet merged
   uint32_t depth_ = 0;
   uint64_t offset_ = 0;
   int64_t i_ = 0;

@@ -71,7 +71,7 @@ class ZipArchive {
   std::shared_ptr<const Source> src_;
   Limits limits_;
   std::vector<ZipEntry> entries_;
-  std::vector<uint32_t> by_name_;  // entry indices sorted by name, for binary search
+  std::vector<uint32_t> by_name_;  // open-addressing hash of entry indices (UINT32_MAX = empty)
   std::string root_;
   bool zip64_end_ = false;
   uint64_t trailing_ = 0;
