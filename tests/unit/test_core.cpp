@@ -269,3 +269,20 @@ TEST_CASE("weights_only_opcode matches torch's weights_only unpickler") {
   CHECK_FALSE(weights_only_opcode(0x94));  // MEMOIZE
   CHECK_FALSE(weights_only_opcode('B'));   // BINBYTES
 }
+
+TEST_CASE("plain reads (no mmap) give the same checkpoint") {
+  OpenOptions no_map;
+  no_map.use_mmap = false;
+  for (const char* f : {"burn/examples/lpips_squeeze.pt", "pickle_jl/strides.bin", "burn/reader/legacy_with_offsets.pt"}) {
+    auto a = Checkpoint::open(corpus(f));
+    auto b = Checkpoint::open(corpus(f), no_map);
+    auto ta = a.tensors(), tb = b.tensors();
+    REQUIRE(ta.size() == tb.size());
+    for (size_t i = 0; i < ta.size(); ++i) {
+      CHECK(ta[i].path == tb[i].path);
+      CHECK(ta[i].tensor().to_contiguous() == tb[i].tensor().to_contiguous());
+      CHECK_FALSE(tb[i].tensor().storage->mapped());
+    }
+    CHECK(a.storages().size() == b.storages().size());
+  }
+}

@@ -158,3 +158,31 @@ TEST_CASE("save refuses what torch.save refuses") {
   CHECK(dir.list().empty());  // nothing half-written is left
   CHECK_THROWS_AS(save(dir / "x.pt", *doc.none(), SaveOptions{"a/b", false}), Error);
 }
+
+TEST_CASE("new dtypes are written with _rebuild_tensor_v3 over an UntypedStorage and read back") {
+  testutil::TempDir dir;
+  Document doc;
+  Value* root = doc.dict();
+  root->set("f8", doc.tensor(Tensor::from_bytes(DType::float8_e4m3fn, {3}, {0x38, 0xb8, 0x7e})));
+  root->set("u16", doc.tensor(Tensor::from_bytes(DType::uint16, {2}, {0x01, 0x00, 0xff, 0xff})));
+  root->set("u64", doc.tensor(Tensor::from_bytes(DType::uint64, {1}, std::vector<uint8_t>(8, 0xab))));
+  root->set("c32", doc.tensor(Tensor::from_bytes(DType::complex32, {1}, {0x00, 0x3c, 0x00, 0xc0})));
+  save(dir / "new.pt", *root, SaveOptions{{}, false});
+  auto ck = Checkpoint::open(dir / "new.pt");
+  bool v3 = false, untyped = false;
+  for (const auto& g : ck.globals()) {
+    v3 |= g.name == "_rebuild_tensor_v3";
+    untyped |= g.name == "UntypedStorage";
+  }
+  CHECK(v3);
+  CHECK(untyped);
+  const Value& r = ck.root();
+  CHECK(r.at("f8").tensor().dtype == DType::float8_e4m3fn);
+  CHECK(r.at("f8").tensor().to_contiguous() == std::vector<uint8_t>{0x38, 0xb8, 0x7e});
+  CHECK(r.at("u16").tensor().dtype == DType::uint16);
+  CHECK(r.at("u16").tensor().to_contiguous() == std::vector<uint8_t>{0x01, 0x00, 0xff, 0xff});
+  CHECK(r.at("u64").tensor().numel() == 1);
+  CHECK(r.at("c32").tensor().dtype == DType::complex32);
+  CHECK(r.at("c32").tensor().storage->dtype() == DType::uint8);  // UntypedStorage: numel counts bytes
+  CHECK(r.at("c32").tensor().storage->numel() == 4);
+}
