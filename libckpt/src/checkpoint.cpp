@@ -405,10 +405,13 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
     throw Error(ErrorCode::unsupported_version, "legacy protocol version " + repr(*proto.value, 40) + ", supported 1001", path, {}, pos);
   auto sysinfo = next_pickle("sys_info", plain);
   if (sysinfo.value->kind() != Kind::dict) throw Error(ErrorCode::corrupt_legacy, "sys_info is not a dict", path, {}, pos);
-  bool little = true;
-  if (Value* le = sysinfo.value->get("little_endian")) little = le->kind() == Kind::boolean ? le->as_bool() : true;
-  info.little_endian = little;
-  info.byteorder = little ? "little" : "big";
+  // torch writes legacy storages little-endian whatever the host
+  // (THPStorage_writeFileRaw converts, readFileRaw assumes it); sys_info only
+  // tells what the saving host was.
+  if (Value* le = sysinfo.value->get("little_endian"); le && le->kind() == Kind::boolean && !le->as_bool())
+    info.era += " (saved on a big-endian host; its data is little-endian all the same)";
+  info.little_endian = true;
+  info.byteorder = "little";
 
   struct Pending {
     std::shared_ptr<Storage> root;
@@ -449,7 +452,6 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
         throw Error(ErrorCode::invalid_tensor, "storage '" + key.as_str() + "' declares " + std::to_string(numel.as_int()) + " elements, more than the file holds");
       auto st = Storage::unbound(*dt, *nbytes, loc.as_str());
       st->key = key.as_str();
-      st->set_big_endian(!little);
       it = roots.emplace(key.as_str(), Pending{st, *dt, static_cast<uint64_t>(numel.as_int()), {}}).first;
       ck.storages_.push_back(st);
     }
@@ -468,7 +470,6 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
                                                  ") lies outside its root storage of " + std::to_string(it->second.numel) + " elements");
     auto vs = Storage::unbound(*dt, static_cast<uint64_t>(vsize) * static_cast<uint64_t>(dtype_size(*dt)), loc.as_str());
     vs->key = vkey;
-    vs->set_big_endian(!little);
     it->second.views.emplace_back(vs, static_cast<uint64_t>(voff));
     views.emplace(vkey, vs);
     ck.storages_.push_back(vs);
@@ -489,7 +490,7 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
       throw Error(ErrorCode::corrupt_legacy, "storage '" + k->as_str() + "' is listed but no tensor uses it", path, "storages", pos);
     auto head = s.slice(pos, 8, "legacy storage header");
     uint64_t cnt = 0;
-    for (int i = 0; i < 8; ++i) cnt |= static_cast<uint64_t>(head[little ? i : 7 - i]) << (8 * i);
+    for (int i = 0; i < 8; ++i) cnt |= static_cast<uint64_t>(head[i]) << (8 * i);
     // torch resizes the storage to the count in the file; a count below the
     // id's numel would leave tensors pointing past the data.
     if (cnt < it->second.numel)
@@ -503,9 +504,8 @@ void CheckpointLoader::load_legacy_stream(uint64_t first_end) {
     s.slice(pos, *file_bytes, "legacy storage data");
     it->second.root->bind(s.data() + pos, ck.src_, pos, s.mapped());
     it->second.root->entry = "storage " + k->as_str();
-    const uint64_t esize = static_cast<uint64_t>(dtype_size(it->second.dtype));
     for (auto& [vs, voff] : it->second.views) {
-      vs->bind(s.data() + pos + voff * esize, ck.src_, pos + voff * esize, s.mapped());
+      vs->bind(s.data() + pos + voff * esz, ck.src_, pos + voff * esz, s.mapped());
       vs->entry = "storage " + k->as_str();
     }
     pos += *file_bytes;

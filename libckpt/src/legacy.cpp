@@ -110,14 +110,16 @@ void CheckpointLoader::load_tar() {
 
   uint64_t at = 0;
   Value* sys = run("sys_info", at, plain);
-  bool little = true;
+  // Every number and storage in the TAR layout is little-endian: torch's
+  // legacy_load unpacks '<i'/'<q' and reads storages with readFileRaw.
   if (sys->kind() == Kind::dict)
-    if (Value* le = sys->get("little_endian"); le && le->kind() == Kind::boolean) little = le->as_bool();
-  info.little_endian = little;
-  info.byteorder = little ? "little" : "big";
-  auto i64 = [&](const uint8_t* p) {
+    if (Value* le = sys->get("little_endian"); le && le->kind() == Kind::boolean && !le->as_bool())
+      info.era += " (saved on a big-endian host; its data is little-endian all the same)";
+  info.little_endian = true;
+  info.byteorder = "little";
+  auto i64 = [](const uint8_t* p) {
     uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[little ? i : 7 - i]) << (8 * i);
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
     return static_cast<int64_t>(v);
   };
 
@@ -148,7 +150,6 @@ void CheckpointLoader::load_tar() {
     st->bind(p, ck.src_, off, ck.src_->mapped());
     st->key = key_of(hdr->at(0));
     st->entry = "storages";
-    st->set_big_endian(!little);
     ck.storages_.push_back(st);
     objects[st->key] = doc.storage(st);
   }
@@ -171,7 +172,6 @@ void CheckpointLoader::load_tar() {
                root->file_offset() + static_cast<uint64_t>(off) * es, ck.src_->mapped());
       vs->key = key_of(v->at(0));
       vs->entry = "storages";
-      vs->set_big_endian(!little);
       ck.storages_.push_back(vs);
       objects[vs->key] = doc.storage(vs);
     }
@@ -190,8 +190,7 @@ void CheckpointLoader::load_tar() {
     if (sit == objects.end() || sit->second->kind() != Kind::storage)
       throw Error(ErrorCode::corrupt_legacy, "tensor refers to an unknown storage", path, "tensors", at);
     const uint8_t* p = raw("tensors", at, 8);
-    int32_t ndim = static_cast<int32_t>(little ? (p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24)
-                                               : (p[3] | p[2] << 8 | p[1] << 16 | static_cast<uint32_t>(p[0]) << 24));
+    int32_t ndim = static_cast<int32_t>(p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24);
     if (ndim < 0 || static_cast<uint32_t>(ndim) > opts.limits.max_ndim)
       throw Error(ErrorCode::invalid_tensor, "tensor has " + std::to_string(ndim) + " dimensions", path, "tensors", at);
     Tensor t;

@@ -147,7 +147,6 @@ class Value {
  private:
   friend class Document;
   friend class Unpickler;
-  friend struct ValueAccess;
   Value(Document* d, Kind k);
   void reindex() const;
   /// Merges duplicate keys as Python does (first position, last value).
