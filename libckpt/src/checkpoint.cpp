@@ -145,30 +145,22 @@ void CheckpointLoader::load() {
     return load_zip();
 
   if (starts_with(d, n, "\x28\xb5\x2f\xfd")) {  // zstd frame: decompress and detect again
-    ZSTD_DStream* z = ZSTD_createDStream();
+    std::unique_ptr<ZSTD_DStream, size_t (*)(ZSTD_DStream*)> z(ZSTD_createDStream(), ZSTD_freeDStream);
+    if (!z) throw Error(ErrorCode::internal, "cannot create a zstd decoder", path);
     std::vector<uint8_t> out;
     ZSTD_inBuffer in{d, static_cast<size_t>(n), 0};
     size_t rc = 1;
     std::vector<uint8_t> chunk(ZSTD_DStreamOutSize());
     while (in.pos < in.size || rc != 0) {
       ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
-      rc = ZSTD_decompressStream(z, &ob, &in);
-      if (ZSTD_isError(rc)) {
-        std::string msg = ZSTD_getErrorName(rc);
-        ZSTD_freeDStream(z);
-        throw Error(ErrorCode::corrupt_compressed, "invalid zstd data: " + msg, path, {}, in.pos);
-      }
-      if (out.size() + ob.pos > opts.limits.max_inflate_bytes) {
-        ZSTD_freeDStream(z);
+      rc = ZSTD_decompressStream(z.get(), &ob, &in);
+      if (ZSTD_isError(rc))
+        throw Error(ErrorCode::corrupt_compressed, std::string("invalid zstd data: ") + ZSTD_getErrorName(rc), path, {}, in.pos);
+      if (out.size() + ob.pos > opts.limits.max_inflate_bytes)
         throw Error(ErrorCode::limit_exceeded, "zstd data inflates past the limit of " + std::to_string(opts.limits.max_inflate_bytes) + " bytes", path, {}, in.pos);
-      }
       out.insert(out.end(), chunk.data(), chunk.data() + ob.pos);
-      if (in.pos == in.size && ob.pos == 0 && rc != 0) {
-        ZSTD_freeDStream(z);
-        throw Error(ErrorCode::truncated, "zstd frame is truncated", path, {}, n);
-      }
+      if (in.pos == in.size && ob.pos == 0 && rc != 0) throw Error(ErrorCode::truncated, "zstd frame is truncated", path, {}, n);
     }
-    ZSTD_freeDStream(z);
     ck.src_ = Source::from_bytes(std::move(out), path);
     load();
     ck.info_.era += ck.info_.era.empty() ? "zstd-compressed" : ", zstd-compressed";

@@ -351,9 +351,13 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
                       std::to_string(limits_.max_inflate_bytes),
                   src_->path(), std::string(e.name), e.local_header_offset);
     out.resize(static_cast<size_t>(e.uncompressed_size));
+    const uint64_t data_off = data_offset(e);
     z_stream zs{};
     if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::internal, "zlib inflateInit2 failed", src_->path(), std::string(e.name));
-    const uint64_t data_off = data_offset(e);
+    struct End {  // inflateEnd on every path out, exceptions included
+      z_stream* z;
+      ~End() { inflateEnd(z); }
+    } end_guard{&zs};
     const uint8_t* in = src_->data() + data_off;
     uint64_t in_left = e.compressed_size, out_done = 0;
     int rc = Z_OK;
@@ -378,19 +382,16 @@ std::vector<uint8_t> ZipArchive::read(const ZipEntry& e, bool check_crc) const {
       rc = inflate(&zs, Z_NO_FLUSH);
       uint64_t produced = before - zs.avail_out;
       if (into_sink && produced > 0) {
-        inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, "DEFLATE data inflates past the declared size " + std::to_string(e.uncompressed_size),
                     src_->path(), std::string(e.name), data_off);
       }
       out_done += produced;
       if (rc == Z_STREAM_END) break;
       if (rc != Z_OK || (produced == 0 && zs.avail_in == 0 && in_left == 0)) {
-        inflateEnd(&zs);
         throw Error(ErrorCode::corrupt_compressed, std::string("invalid DEFLATE data") + (zs.msg ? std::string(": ") + zs.msg : std::string()),
                     src_->path(), std::string(e.name), data_off + zs.total_in);
       }
     }
-    inflateEnd(&zs);
     if (out_done != e.uncompressed_size)
       throw Error(ErrorCode::corrupt_compressed,
                   "DEFLATE data inflated to " + std::to_string(out_done) + " bytes, the directory says " + std::to_string(e.uncompressed_size),
