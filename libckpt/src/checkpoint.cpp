@@ -40,6 +40,7 @@ bool Checkpoint::weights_only_compatible() const noexcept {
 
 std::vector<TensorVisit> Checkpoint::tensors() const {
   std::vector<TensorVisit> out;
+  out.reserve(storages_.size());
   walk_tensors(*root_, [&](const TensorVisit& v) {
     out.push_back(v);
     return true;
@@ -296,27 +297,40 @@ void CheckpointLoader::load_zip() {
   const bool big = info.byteorder == "big";
   UnpickleOptions u = unpickle_options(std::string(pkl->name));
   u.persistent_load = [&](Document& doc, Value* pid, uint64_t) -> Value* {
-    if (pid->kind() != Kind::tuple || pid->size() < 5 || pid->at(0).kind() != Kind::string ||
-        pid->at(0).as_str() != "storage")
+    if (pid->kind() != Kind::tuple || pid->size() < 5 || pid->elements()[0]->kind() != Kind::string ||
+        pid->elements()[0]->as_str() != "storage")
       throw Error(ErrorCode::malformed_pickle, "persistent id " + repr(*pid, 80) + " is not a ('storage', type, key, location, numel) tuple");
-    const Value& type = pid->at(1);
+    const auto id = pid->elements();
+    const Value& type = *id[1];
     std::optional<DType> dt;
     if (type.kind() == Kind::global && (type.module() == "torch" || type.module() == "torch.storage"))
       dt = dtype_from_storage_class(type.name());
     else if (type.kind() == Kind::torch_dtype)
       dt = type.torch_dtype();
     if (!dt) throw Error(ErrorCode::malformed_pickle, "unknown storage type " + repr(type, 60));
-    const Value& key = pid->at(2);
-    const Value& loc = pid->at(3);
-    const Value& numel = pid->at(4);
+    const Value& key = *id[2];
+    const Value& loc = *id[3];
+    const Value& numel = *id[4];
     if (key.kind() != Kind::string || loc.kind() != Kind::string || numel.kind() != Kind::integer || numel.as_int() < 0)
       throw Error(ErrorCode::malformed_pickle, "malformed storage id " + repr(*pid, 80));
     auto it = cache.find(std::string_view(key.as_str()));
     if (it != cache.end()) return doc.storage(it->second);
     auto nbytes = detail::checked_mul(static_cast<uint64_t>(numel.as_int()), static_cast<uint64_t>(dtype_size(*dt)));
-    const std::string rec = "data/" + key.as_str();
+    char rec_buf[64];
+    std::string rec_big;
+    std::string_view rec;
+    if (key.as_str().size() + 5 <= sizeof rec_buf) {
+      std::memcpy(rec_buf, "data/", 5);
+      std::memcpy(rec_buf + 5, key.as_str().data(), key.as_str().size());
+      rec = std::string_view(rec_buf, 5 + key.as_str().size());
+    } else {
+      rec_big = "data/" + key.as_str();
+      rec = rec_big;
+    }
     const ZipEntry* e = z.find(rec);
-    if (!e) throw Error(ErrorCode::missing_record, "storage '" + key.as_str() + "' has no record " + (z.root().empty() ? "" : z.root() + "/") + rec);
+    if (!e)
+      throw Error(ErrorCode::missing_record, "storage '" + key.as_str() + "' has no record " + (z.root().empty() ? "" : z.root() + "/") +
+                                                 std::string(rec));
     // Like torch, a record may be longer than the storage (its tail is
     // unused), never shorter: that would read past it (CVE-2026-24747).
     if (!nbytes || *nbytes > e->uncompressed_size)

@@ -570,7 +570,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
   if (m == "collections") {
     if (n == "OrderedDict" || n == "Counter" || n == "defaultdict") {
       Value* d = mk(doc_.dict());
-      d->type_ = doc_.intern(q());
+      d->type_ = n == "OrderedDict" ? "collections.OrderedDict" : n == "Counter" ? "collections.Counter" : "collections.defaultdict";
       if (n == "defaultdict") {
         Value* attrs = doc_.dict();
         attrs->set("default_factory", a.empty() ? doc_.none() : a[0]);
@@ -700,7 +700,7 @@ Value* Unpickler::call_global(Value* g, Value* args, bool newobj) {
   if (m == "torch.torch_version" && n == "TorchVersion") {
     if (a.size() != 1 || a[0]->kind_ != Kind::string) fail(ErrorCode::malformed_pickle, "TorchVersion: expected a str");
     Value* s = mk(doc_.str(a[0]->s_));
-    s->type_ = doc_.intern(q());
+    s->type_ = "torch.torch_version.TorchVersion";
     return s;
   }
   if (m == "argparse" && n == "Namespace") {

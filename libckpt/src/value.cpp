@@ -576,25 +576,32 @@ struct Walker {
       case Kind::tensor: return fn(TensorVisit{path, &v});
       case Kind::dict:
         for (const auto& [k, val] : v.items()) {
-          if (!descend(*val, key_component(*k), depth)) return false;
+          if (k->kind() == Kind::string) {
+            if (!descend(*val, std::string_view(k->as_str()), depth)) return false;
+          } else if (!descend(*val, key_component(*k), depth)) {
+            return false;
+          }
         }
         return true;
       case Kind::list: case Kind::tuple: {
         const auto& e = v.elements();
-        for (size_t i = 0; i < e.size(); ++i)
-          if (!descend(*e[i], std::to_string(i), depth)) return false;
+        for (size_t i = 0; i < e.size(); ++i) {
+          char buf[24];
+          int n = std::snprintf(buf, sizeof buf, "%zu", i);
+          if (!descend(*e[i], std::string_view(buf, static_cast<size_t>(n)), depth)) return false;
+        }
         return true;
       }
       case Kind::object: {
         if (v.state() && !descend(*v.state(), "__state__", depth)) return false;
         for (const auto& [k, val] : v.object_items())
-          if (!descend(*val, key_component(*k), depth)) return false;
+          if (!descend(*val, key_component(*k), depth)) return false;  // rare: opaque dict subclasses
         return true;
       }
       default: return true;
     }
   }
-  bool descend(const Value& v, const std::string& comp, uint32_t depth) {
+  bool descend(const Value& v, std::string_view comp, uint32_t depth) {
     // Only containers can hold tensors; skip scalars cheaply.
     switch (v.kind()) {
       case Kind::tensor: case Kind::dict: case Kind::list: case Kind::tuple: case Kind::object: break;
