@@ -491,7 +491,9 @@ Value* Unpickler::unsupported_tensor(Value* g, Value* args, const std::string& w
 
 Value* Unpickler::rebuild_tensor(const std::string& fn, Value* args) {
   const char* f = fn.c_str();
-  const Value& sv = arg(args, 0, f);
+  const Value* svp = &arg(args, 0, f);
+  if (o_.inline_storage_ids && svp->kind_ == Kind::tuple) svp = persistent(args->elems_[0]);
+  const Value& sv = *svp;
   if (sv.kind_ != Kind::storage)
     fail(ErrorCode::invalid_tensor, fn + ": first argument must be a storage, found " + kind_name(sv.kind_));
   Tensor t;

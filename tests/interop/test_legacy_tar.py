@@ -109,17 +109,17 @@ with tempfile.TemporaryDirectory() as d:
             print("ok   %s" % name)
         passed += ok
         failed += not ok
-    # A TAR missing its tensors member is refused with a typed error.
+    # A TAR missing its storages member is refused with a typed error.
     path = os.path.join(d, "broken.tar")
     with tarfile.open(path, "w") as tar:
-        for name in ("sys_info", "storages", "pickle"):
+        for name in ("sys_info", "tensors", "pickle"):
             info = tarfile.TarInfo(name)
             info.size = 1
             tar.addfile(info, io.BytesIO(b"."))
     r = common.run([exe, "dump", path])
     err = r.error()
     ok = err is not None and err["name"] == "missing_record"
-    print(("ok   " if ok else "FAIL ") + "TAR without a tensors member -> missing_record")
+    print(("ok   " if ok else "FAIL ") + "TAR without a storages member -> missing_record")
     passed += ok
     failed += not ok
 print("%d passed, %d failed" % (passed, failed))

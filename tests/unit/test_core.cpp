@@ -286,3 +286,26 @@ TEST_CASE("plain reads (no mmap) give the same checkpoint") {
     CHECK(a.storages().size() == b.storages().size());
   }
 }
+
+TEST_CASE("burn's TAR files (storages named inline, no tensors table) open with their values") {
+  // torch.load cannot read these (EOFError); burn can. The storages member
+  // is torch's layout; the object pickle puts the storage tuple inline.
+  auto ck = Checkpoint::open(corpus("burn/reader/tar_float32.tar"));
+  CHECK(ck.format().container == Container::legacy_tar);
+  CHECK(ck.format().pickle_protocol == 2);
+  const Tensor& t = ck.root().at("tensor").tensor();
+  REQUIRE(t.numel() == 4);
+  float v[4];
+  t.copy_to(v);
+  // storages member: count 1; ('0', 'cpu', FloatStorage); int64 4; then
+  // 00 00 80 3f | 00 00 20 40 | cd cc 6c c0 | 00 00 00 00
+  CHECK(v[0] == 1.0f);
+  CHECK(v[1] == 2.5f);
+  CHECK(v[2] == -3.7f);
+  CHECK(v[3] == 0.0f);
+  auto wb = Checkpoint::open(corpus("burn/reader/tar_weight_bias.tar"));
+  CHECK(wb.root().at("weight").tensor().shape == std::vector<int64_t>{2, 3});
+  CHECK(wb.root().at("bias").tensor().shape == std::vector<int64_t>{2});
+  // A real torch TAR never needs this: without the flag a tuple stays a tuple.
+  CHECK_FALSE(UnpickleOptions{}.inline_storage_ids);
+}

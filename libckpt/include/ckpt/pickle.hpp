@@ -52,6 +52,10 @@ struct UnpickleOptions {
   std::string entry;  ///< for error messages ("archive/data.pkl")
   /// Resolves BINPERSID/PERSID ids. Without it, persistent ids are an error.
   std::function<Value*(Document&, Value* pid, uint64_t offset)> persistent_load;
+  /// Non-standard files (burn's TAR test files) put a ('storage', type, key,
+  /// location, numel) tuple where a tensor rebuild expects its storage; with
+  /// this set, such a tuple is resolved through persistent_load.
+  bool inline_storage_ids = false;
 };
 
 struct UnpickleResult {
