@@ -49,6 +49,9 @@ AtomicFile::AtomicFile(std::string final_path, bool durable) : final_(std::move(
     }
   }
   if (fd_ < 0) throw Error(ErrorCode::io_error, "cannot create a unique temporary file", temp_);
+  // Replacing a file keeps its permission bits (a 0600 checkpoint stays 0600).
+  struct stat old {};
+  if (::stat(final_.c_str(), &old) == 0 && S_ISREG(old.st_mode)) (void)::fchmod(fd_, old.st_mode & 07777);
   buf_.resize(kBuffer);
 }
 

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <sys/stat.h>
 #include <ckpt/ckpt.hpp>
 
 #include "test_util.hpp"
@@ -161,4 +162,19 @@ TEST_CASE("a missing folder is an io_error naming the path") {
     CHECK(e.code() == ErrorCode::io_error);
     CHECK(e.sys_errno() == ENOENT);
   }
+}
+
+TEST_CASE("replacing a file keeps its permission bits") {
+  testutil::TempDir dir;
+  testutil::write_file(dir / "ck.pt", std::string("old"));
+  ::chmod((dir / "ck.pt").c_str(), 0600);
+  {
+    AtomicFile f(dir / "ck.pt");
+    f.write("new", 3);
+    f.commit();
+  }
+  struct stat st {};
+  REQUIRE(::stat((dir / "ck.pt").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  CHECK(testutil::read_file(dir / "ck.pt") == std::vector<uint8_t>{'n', 'e', 'w'});
 }

@@ -1,6 +1,7 @@
 // ckpt/atomic_file.hpp - a write that is all or nothing, and durable.
 //
-// AtomicFile writes to ".<name>.tmp.<pid>.<random>" in the destination's
+// AtomicFile writes to ".<name>.tmp.<pid>.<random>" (permission bits of the
+// file it replaces, else 0666 less the umask) in the destination's
 // folder, and commit() does: fsync(file) -> close -> rename over the final
 // name -> fsync(folder). Until commit() returns, the final name holds the old
 // file or nothing. If anything fails, the temp file is removed and the error
