@@ -855,7 +855,7 @@ void Unpickler::setitems(Value* target, std::span<Value* const> kv) {
       touch(target, k);
       touch(target, kv[i + 1]);
     }
-    target->index_.reset();
+    target->drop_index();
     if (!target->pending_dedupe_) {
       target->pending_dedupe_ = true;
       dedupe_.push_back(target);

@@ -161,17 +161,27 @@ bool index_key_into(const Value& k, std::string& out, size_t& budget) {
 }
 }  // namespace
 
-void Value::reindex() const {
-  index_ = std::make_unique<Index>();
-  index_->strings.reserve(items_.size() * 2);
+std::unique_ptr<Value::Index> Value::build_index() const {
+  auto ix = std::make_unique<Index>();
+  ix->strings.reserve(items_.size() * 2);
   for (size_t i = 0; i < items_.size(); ++i) {
     const Value* k = items_[i].first;
     if (k->kind_ == Kind::string) {
-      index_->strings[std::string_view(k->s_)] = i;
+      ix->strings[std::string_view(k->s_)] = i;
     } else if (auto c = find_index_key(*k)) {
-      index_->others[*c] = i;
+      ix->others[*c] = i;
     }
   }
+  return ix;
+}
+
+const Value::Index& Value::index() const {
+  Index* cur = index_.load(std::memory_order_acquire);
+  if (cur) return *cur;
+  Index* fresh = build_index().release();
+  if (index_.compare_exchange_strong(cur, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;  // another reader published first
+  return *cur;
 }
 
 Value* Value::get(const Value& key) const noexcept {
@@ -183,21 +193,21 @@ Value* Value::get(const Value& key) const noexcept {
       if (kk == &key) return vv;
     return nullptr;
   }
-  if (!index_) reindex();
-  auto it = index_->others.find(*k);
-  return it == index_->others.end() ? nullptr : items_[it->second].second;
+  const Index& ix = index();
+  auto it = ix.others.find(*k);
+  return it == ix.others.end() ? nullptr : items_[it->second].second;
 }
 
 Value* Value::get(std::string_view key) const noexcept {
   if (kind_ != Kind::dict) return nullptr;
-  if (items_.size() <= 8 && !index_) {
+  if (items_.size() <= 8 && !index_.load(std::memory_order_acquire)) {
     for (const auto& [kk, vv] : items_)
       if (kk->kind_ == Kind::string && kk->s_ == key) return vv;
     return nullptr;
   }
-  if (!index_) reindex();
-  auto it = index_->strings.find(key);
-  return it == index_->strings.end() ? nullptr : items_[it->second].second;
+  const Index& ix = index();
+  auto it = ix.strings.find(key);
+  return it == ix.strings.end() ? nullptr : items_[it->second].second;
 }
 
 void Value::merge_duplicate_keys() {
@@ -240,7 +250,7 @@ void Value::merge_duplicate_keys() {
   for (size_t r = 0; r < items_.size(); ++r)
     if (!drop[r]) items_[w++] = items_[r];
   items_.resize(w);
-  index_.reset();
+  drop_index();
 }
 
 Value& Value::at(std::string_view key) const {
@@ -313,14 +323,14 @@ Value* Value::append(Value* v) {
 
 Value* Value::set(Value* key, Value* v) {
   if (kind_ != Kind::dict) type_fail(*this, "dict");
-  if (items_.size() >= 8 && !index_) reindex();
-  if (index_) {
+  if (items_.size() >= 8) (void)index();
+  if (Index* ix = index_.load(std::memory_order_relaxed)) {
     size_t* slot = nullptr;
     if (key->kind_ == Kind::string) {
-      auto [it, fresh] = index_->strings.emplace(std::string_view(key->s_), items_.size());
+      auto [it, fresh] = ix->strings.emplace(std::string_view(key->s_), items_.size());
       if (!fresh) slot = &it->second;
     } else if (auto c = find_index_key(*key)) {
-      auto [it, fresh] = index_->others.emplace(std::move(*c), items_.size());
+      auto [it, fresh] = ix->others.emplace(std::move(*c), items_.size());
       if (!fresh) slot = &it->second;
     }
     size_t identity = items_.size();
@@ -365,7 +375,7 @@ bool Value::erase(std::string_view key) {
   for (auto it = items_.begin(); it != items_.end(); ++it) {
     if (it->first->kind_ == Kind::string && it->first->s_ == key) {
       items_.erase(it);
-      index_.reset();
+      drop_index();
       return true;
     }
   }

@@ -3,6 +3,8 @@
 
 #include <ckpt/ckpt.hpp>
 #include <cstring>
+#include <atomic>
+#include <thread>
 #include <zstd.h>
 
 #include "test_util.hpp"
@@ -308,4 +310,23 @@ TEST_CASE("burn's TAR files (storages named inline, no tensors table) open with 
   CHECK(wb.root().at("bias").tensor().shape == std::vector<int64_t>{2});
   // A real torch TAR never needs this: without the flag a tuple stays a tuple.
   CHECK_FALSE(UnpickleOptions{}.inline_storage_ids);
+}
+
+TEST_CASE("one Checkpoint read from several threads at once") {
+  // Lazy parts (a dict's key index, a storage's location) are published
+  // atomically / once; every thread sees the same answers.
+  auto ck = Checkpoint::open(corpus("burn/examples/lpips_squeeze.pt"));
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : ck.root().items()) keys.push_back(k->as_str());
+  std::vector<std::thread> pool;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 4; ++t)
+    pool.emplace_back([&] {
+      for (const auto& k : keys) {
+        const Value* v = ck.root().get(k);
+        if (!v || v->kind() != Kind::tensor || v->tensor().to_contiguous().size() != v->tensor().nbytes()) ++bad;
+      }
+    });
+  for (auto& th : pool) th.join();
+  CHECK(bad == 0);
 }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory_resource>
@@ -148,7 +149,12 @@ class Value {
   friend class Document;
   friend class Unpickler;
   Value(Document* d, Kind k);
-  void reindex() const;
+ public:
+  ~Value() { drop_index(); }
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+
+ private:
   /// Merges duplicate keys as Python does (first position, last value).
   void merge_duplicate_keys();
   std::optional<std::string> find_index_key(const Value& key) const;
@@ -179,7 +185,12 @@ class Value {
     std::unordered_map<std::string_view, size_t> strings;
     std::unordered_map<std::string, size_t> others;
   };
-  mutable std::unique_ptr<Index> index_;
+  // Built on first lookup and published atomically, so concurrent readers
+  // of one Document are safe; building and mutating are single-threaded.
+  mutable std::atomic<Index*> index_{nullptr};
+  const Index& index() const;
+  std::unique_ptr<Index> build_index() const;
+  void drop_index() noexcept { delete index_.exchange(nullptr, std::memory_order_acq_rel); }
 };
 
 /// The arena that owns a value tree. Immutable scalars (None, True, False,
