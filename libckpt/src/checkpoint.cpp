@@ -30,7 +30,9 @@ const std::string& Checkpoint::path() const noexcept { return src_->path(); }
 uint64_t Checkpoint::file_size() const noexcept { return src_->size(); }
 
 bool Checkpoint::weights_only_compatible() const noexcept {
-  if (info_.container != Container::torch_zip) return false;
+  // torch's weights_only loads zip and legacy-stream files; TAR it refuses
+  // outright (PR #145020), TorchScript and bare pickles are not torch.load's.
+  if (info_.container != Container::torch_zip && info_.container != Container::legacy_stream) return false;
   for (const auto& g : globals_)
     if (g.verdict != GlobalVerdict::allowed) return false;
   for (size_t op = 0; op < 256; ++op)

@@ -46,7 +46,14 @@ with tempfile.TemporaryDirectory() as d:
     torch.save(sd, p("legacy.pt"), _use_new_zipfile_serialization=False)
     i = info(p("legacy.pt"))
     check("legacy stream recognised", i.get("container", "").startswith("legacy torch stream"), str(i)[:300])
-    check("legacy stream byte order from sys_info", i.get("byteorder") == "little", str(i)[:300])
+    check("legacy stream byte order", i.get("byteorder") == "little", str(i)[:300])
+    wo_ok = True
+    try:
+        torch.load(p("legacy.pt"), weights_only=True)
+    except Exception:
+        wo_ok = False
+    check("legacy state dict: weights_only verdict agrees with torch.load(weights_only=True)",
+          i.get("weights_only_compatible") is wo_ok and wo_ok, str(i)[:300])
 
     torch.save({"a": torch.ones(2)}, p("p4.pt"), pickle_protocol=4)
     i = info(p("p4.pt"))

@@ -190,7 +190,7 @@ TEST_CASE("legacy stream: storage views and offsets resolve to the right bytes")
   auto ts = ck.tensors();
   REQUIRE(ts.size() == 2);
   CHECK(ts[0].tensor().storage == ts[1].tensor().storage);
-  CHECK_FALSE(ck.weights_only_compatible());  // legacy files are not zip
+  CHECK(ck.weights_only_compatible());  // weights_only loads legacy streams (not TAR)
 }
 
 TEST_CASE("zstd-compressed checkpoints open transparently") {

@@ -74,8 +74,9 @@ class Checkpoint {
   /// Every global the pickle(s) reference, in first-use order.
   const std::vector<GlobalRef>& globals() const noexcept { return globals_; }
   /// True when torch.load(weights_only=True) (torch >= 2.1) would accept the
-  /// file: a torch zip whose pickle names only allowlisted globals and uses
-  /// only the opcodes that unpickler implements (no protocol-4 framing).
+  /// file: a torch zip or legacy stream whose pickle names only allowlisted
+  /// globals and uses only the opcodes that unpickler implements (no
+  /// protocol-4 framing).
   bool weights_only_compatible() const noexcept;
   /// Every opcode the object pickle executed.
   const std::bitset<256>& opcodes() const noexcept { return opcodes_; }
