@@ -7,6 +7,7 @@
 
 #include "ckpt/detail/checked.hpp"
 #include "ckpt/error.hpp"
+#include "byteswap.hpp"
 
 namespace ckpt {
 
@@ -77,12 +78,24 @@ uint64_t Storage::file_offset() const {
   return file_offset_;
 }
 
+namespace {
+// madvise on the whole pages inside [p, p + n): the storage is a read-only
+// private file mapping, so dropped pages can always be faulted back.
+void advise_pages(const uint8_t* p, uint64_t n, int advice) noexcept {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, advice);
+}
+constexpr int kMadvPopulateRead = 22;  // MADV_POPULATE_READ; Debian 12's headers predate it
+}  // namespace
+
 void Storage::release_pages() const noexcept {
-  if (!mapped_ || !data_ || nbytes_ == 0) return;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  uintptr_t lo = (reinterpret_cast<uintptr_t>(data_) + page - 1) & ~(page - 1);
-  uintptr_t hi = (reinterpret_cast<uintptr_t>(data_) + nbytes_) & ~(page - 1);
-  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  if (mapped_ && data_ && nbytes_ > 0) advise_pages(data_, nbytes_, MADV_DONTNEED);
+}
+
+void Storage::prefetch_pages() const noexcept {
+  if (mapped_ && data_ && nbytes_ > 0) advise_pages(data_, nbytes_, kMadvPopulateRead);
 }
 
 std::span<const uint8_t> Storage::bytes() const {
@@ -184,15 +197,6 @@ std::span<const uint8_t> Tensor::contiguous_bytes() const {
   return all.subspan(static_cast<size_t>(static_cast<uint64_t>(storage_offset) * item), static_cast<size_t>(n * item));
 }
 
-namespace {
-
-void swap_inplace(uint8_t* p, uint64_t nbytes, int unit) {
-  if (unit <= 1) return;
-  for (uint64_t i = 0; i + static_cast<uint64_t>(unit) <= nbytes; i += static_cast<uint64_t>(unit))
-    std::reverse(p + i, p + i + unit);
-}
-
-}  // namespace
 
 void Tensor::copy_to(void* dst_v) const {
   uint8_t* dst = static_cast<uint8_t*>(dst_v);
@@ -231,7 +235,7 @@ void Tensor::copy_to(void* dst_v) const {
       }
     }
   }
-  if (storage->big_endian()) swap_inplace(dst, n * item, dtype_swap_unit(dtype));
+  if (storage->big_endian()) detail::swap_units(dst, n * item, dtype_swap_unit(dtype));
 }
 
 std::vector<uint8_t> Tensor::to_contiguous() const {

@@ -73,10 +73,12 @@ class Storage {
   /// page cache keeps them; the next access faults them back in). Only for
   /// mapped() storages; a no-op otherwise. Used by streaming writers.
   void release_pages() const noexcept;
+  /// Maps all of a mapped() storage's pages in one call (MADV_POPULATE_READ,
+  /// Linux 5.14+; a no-op elsewhere) instead of a fault per 64 KiB read.
+  void prefetch_pages() const noexcept;
 
   // Internal setters used by the readers.
   void set_big_endian(bool b) noexcept { big_endian_ = b; }
-  void set_dtype(DType t) noexcept { dtype_ = t; }
   /// Points an already-described storage at its bytes (legacy readers learn
   /// where the payload is only after the object pickle).
   void bind(const uint8_t* data, std::shared_ptr<const void> keepalive, uint64_t file_offset = 0,
