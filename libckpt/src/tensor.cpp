@@ -129,21 +129,26 @@ uint64_t Tensor::numel() const noexcept {
 }
 
 bool Tensor::is_contiguous() const noexcept {
-  int64_t expected = 1;
+  // An empty tensor is contiguous (as in torch). Checking that first keeps
+  // the running product below numel, so it cannot overflow.
+  for (int64_t d : shape)
+    if (d == 0) return true;
+  uint64_t expected = 1;
   for (size_t i = shape.size(); i-- > 0;) {
-    if (shape[i] == 0) return true;
-    if (shape[i] != 1 && stride[i] != expected) return false;
-    expected *= shape[i];
+    if (shape[i] != 1 && static_cast<uint64_t>(stride[i]) != expected) return false;
+    expected *= static_cast<uint64_t>(shape[i]);
   }
   return true;
 }
 
 std::vector<int64_t> Tensor::contiguous_strides(const std::vector<int64_t>& shape) {
+  // Saturates instead of overflowing: only a shape with a 0 in it can have
+  // a product of the other sizes past 2^63 and still be valid (it is empty).
   std::vector<int64_t> s(shape.size());
   int64_t acc = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     s[i] = acc;
-    acc *= std::max<int64_t>(shape[i], 1);
+    if (__builtin_mul_overflow(acc, std::max<int64_t>(shape[i], 1), &acc)) acc = INT64_MAX;
   }
   return s;
 }
