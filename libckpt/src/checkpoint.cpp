@@ -17,6 +17,8 @@ const char* container_name(Container c) noexcept {
     case Container::legacy_stream: return "legacy torch stream (< 1.6)";
     case Container::legacy_tar: return "legacy torch TAR (<= 0.1.9)";
     case Container::pickle: return "plain pickle";
+    case Container::safetensors: return "safetensors";
+    case Container::hdf5: return "HDF5";
   }
   return "?";
 }
@@ -77,6 +79,20 @@ Checkpoint Checkpoint::open(std::shared_ptr<const Source> source, const OpenOpti
   return ck;
 }
 
+Checkpoint Checkpoint::adopt(std::shared_ptr<const Source> source, std::unique_ptr<Document> doc, Value* root,
+                             FormatInfo info, std::vector<std::shared_ptr<Storage>> storages) {
+  if (!source || !doc || !root) throw Error(ErrorCode::invalid_argument, "Checkpoint::adopt needs a source, a document and a root");
+  if (&root->document() != doc.get())
+    throw Error(ErrorCode::invalid_argument, "Checkpoint::adopt: the root value belongs to another document");
+  Checkpoint ck;
+  ck.src_ = std::move(source);
+  ck.doc_ = std::move(doc);
+  ck.root_ = root;
+  ck.info_ = std::move(info);
+  ck.storages_ = std::move(storages);
+  return ck;
+}
+
 // ------------------------------------------------------------------ loading
 
 namespace {
@@ -120,6 +136,7 @@ UnpickleOptions CheckpointLoader::unpickle_options(const std::string& entry) con
   UnpickleOptions u;
   u.limits = opts.limits;
   u.allow_unknown_globals = opts.allow_unknown_globals;
+  u.audit = opts.audit;
   u.path = ck.src_->path();
   u.entry = entry;
   return u;

@@ -239,7 +239,12 @@ uint64_t save(const std::string& path, const Value& root, const SaveOptions& opt
   z.add(".format_version", std::string("1"));
   z.add(".storage_alignment", std::string("64"));
   z.add("byteorder", std::string("little"));
-  for (size_t i = 0; i < storages.size(); ++i) z.add_storage("data/" + std::to_string(i), *storages[i]);
+  uint64_t payload = 0;
+  for (size_t i = 0; i < storages.size(); ++i) {
+    z.add_storage("data/" + std::to_string(i), *storages[i]);
+    payload += storages[i]->nbytes();
+    if (opts.progress) opts.progress(payload);
+  }
   z.add("version", std::string("3\n"));
   z.add(".data/serialization_id", serialization_id());
   z.finish();

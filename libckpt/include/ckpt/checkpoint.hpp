@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ enum class Container : uint8_t {
   legacy_stream,  ///< torch.save before 1.6 (_use_new_zipfile_serialization=False)
   legacy_tar,     ///< torch <= 0.1.9 TAR layout
   pickle,         ///< a bare pickle, no tensors payload
+  safetensors,    ///< a safetensors file (ckpt/safetensors.hpp)
+  hdf5,           ///< an HDF5 file (ckpt/hdf5.hpp, library libckpt_hdf5)
 };
 const char* container_name(Container c) noexcept;
 
@@ -38,6 +41,8 @@ struct OpenOptions {
   Limits limits;
   /// See UnpickleOptions::allow_unknown_globals.
   bool allow_unknown_globals = true;
+  /// See UnpickleOptions::audit.
+  bool audit = false;
   bool use_mmap = true;
 };
 
@@ -60,6 +65,12 @@ class Checkpoint {
  public:
   static Checkpoint open(const std::string& path, const OpenOptions& opts = {});
   static Checkpoint open(std::shared_ptr<const Source> source, const OpenOptions& opts = {});
+  /// A checkpoint whose tree another reader built (safetensors, HDF5): takes
+  /// `doc` and its `root`; `source` is the file read (path() and file_size()
+  /// report it); `storages` are the distinct storages, for storages().
+  /// No pickle ran, so globals() and opcodes() are empty.
+  static Checkpoint adopt(std::shared_ptr<const Source> source, std::unique_ptr<Document> doc, Value* root,
+                          FormatInfo info, std::vector<std::shared_ptr<Storage>> storages = {});
 
   Checkpoint(Checkpoint&&) noexcept;
   Checkpoint& operator=(Checkpoint&&) noexcept;
@@ -112,6 +123,9 @@ struct SaveOptions {
   std::string archive_name;
   /// fsync the file and its folder (off only for tests and scratch space).
   bool durable = true;
+  /// Called after each record is written with the payload bytes written so
+  /// far (for progress bars); may be empty.
+  std::function<void(uint64_t)> progress;
 };
 
 /// Writes `root` in torch.save's zip layout, atomically (see AtomicFile):
