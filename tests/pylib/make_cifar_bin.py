@@ -49,7 +49,7 @@ MNIST_FILES = {
 
 
 def balanced_labels(n, rng, n_classes=10):
-    labels = np.arange(n, dtype=np.uint8) % n_classes
+    labels = (np.arange(n) % n_classes).astype(np.uint8)
     rng.shuffle(labels)
     return labels
 

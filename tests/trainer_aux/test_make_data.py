@@ -72,6 +72,10 @@ class Cifar(unittest.TestCase):
 
 
 class Mnist(unittest.TestCase):
+    def test_balanced_labels_past_256(self):  # no uint8 wrap-around
+        self.assertEqual(np.bincount(mk.balanced_labels(1003, np.random.default_rng(0))).tolist(),
+                         [101] * 3 + [100] * 7)
+
     def test_idx_against_torchvision(self):
         try:
             from torchvision.datasets.mnist import read_image_file, read_label_file

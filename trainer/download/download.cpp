@@ -239,7 +239,7 @@ void configure(CURL* c, const std::string& url, const DownloadOptions& opts, Tra
 [[noreturn]] void throw_transfer_error(CURL* c, CURLcode rc, const Transfer& t, const std::string& url,
                                        const DownloadOptions& opts, const char* errbuf) {
   if (t.write_error) std::rethrow_exception(t.write_error);
-  std::string limit = std::to_string(opts.max_bytes) + " bytes (--download limit)";
+  std::string limit = "the download limit of " + std::to_string(opts.max_bytes) + " bytes";
   if (t.over_limit) throw url_error(ErrorCode::limit_exceeded, "the body grew beyond " + limit, url);
   if (t.stalled)
     throw url_error(ErrorCode::io_error, "download stalled after " + std::to_string(t.received) + " bytes (no data for " +
