@@ -344,7 +344,7 @@ def _build_allowlist():
 
 WEIGHTS_ONLY_GLOBALS = _build_allowlist()
 # Py2 names torch maps before the lookup (NAME_MAPPING / IMPORT_MAPPING).
-_MODULE_RENAMES = {"__builtin__": "builtins", "copy_reg": "copyreg", "_codecs": "_codecs"}
+_MODULE_RENAMES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
 def _pickle_streams(path):
@@ -589,17 +589,18 @@ class _legacy_buffer_module:
     Buffer class; removes it again (only if it was not there before)."""
 
     def __enter__(self):
-        self.added = [m for m in ("utils", "utils.buffer") if m not in sys.modules]
-        if not self.added:
-            raise RuntimeError("a real `utils.buffer` module is imported; cannot fake Mammoth's")
-        utils = _FakeModule("utils")
+        if "utils.buffer" in sys.modules:
+            raise RuntimeError("a real `utils.buffer` module is imported; cannot stand in for Mammoth's")
         buf = _FakeModule("utils.buffer")
-        utils.buffer = buf
         buf.Buffer, buf.ReservoirSampling = _LegacyBuffer, _LegacyReservoir
         _LegacyBuffer.__module__ = _LegacyReservoir.__module__ = "utils.buffer"
         _LegacyBuffer.__qualname__ = _LegacyBuffer.__name__ = "Buffer"
         _LegacyReservoir.__qualname__ = _LegacyReservoir.__name__ = "ReservoirSampling"
-        sys.modules.update({"utils": utils, "utils.buffer": buf})
+        self.added = ["utils.buffer"]
+        if "utils" not in sys.modules:  # leave a real `utils` package alone
+            sys.modules["utils"] = _FakeModule("utils")
+            self.added.append("utils")
+        sys.modules["utils.buffer"] = buf
         return self
 
     def __exit__(self, *exc):
