@@ -13,6 +13,9 @@
 #include <zlib.h>
 #include <sys/stat.h>
 #include <zstd.h>
+#if CKPT_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +33,7 @@
 #include "ckpt/error.hpp"
 #include "ckpt/pickle.hpp"
 #include "byteswap.hpp"
+#include "hdf5_zstd_filter.hpp"
 
 namespace ckpt {
 
@@ -90,76 +94,16 @@ hid_t check(hid_t id, const char* what, const std::string& path, const std::stri
   return id;
 }
 
-// The zstd filter, as hdf5plugin / HDF5Plugin-Zstandard define it: the chunk
-// is one or more zstd frames; cd_values[0] is the compression level.
-constexpr size_t kMaxChunkOut = size_t{4} << 30;  // HDF5 chunks are < 4 GiB
+}  // namespace
 
-size_t zstd_filter(unsigned flags, size_t cd_nelmts, const unsigned cd_values[], size_t nbytes, size_t* buf_size, void** buf) {
-  if (flags & H5Z_FLAG_REVERSE) {
-    unsigned long long n = ZSTD_getFrameContentSize(*buf, nbytes);
-    if (n == ZSTD_CONTENTSIZE_ERROR) return 0;
-    const size_t first = ZSTD_findFrameCompressedSize(*buf, nbytes);
-    if (ZSTD_isError(first)) return 0;
-    if (n == ZSTD_CONTENTSIZE_UNKNOWN || first != nbytes) {  // unknown size, or several frames: stream  // streamed frames: grow up to the chunk limit
-      std::unique_ptr<ZSTD_DStream, size_t (*)(ZSTD_DStream*)> z(ZSTD_createDStream(), ZSTD_freeDStream);
-      if (!z) return 0;
-      std::vector<uint8_t> out;
-      ZSTD_inBuffer in{*buf, nbytes, 0};
-      std::vector<uint8_t> tmp(ZSTD_DStreamOutSize());
-      size_t rc = 1;
-      while (in.pos < in.size) {
-        ZSTD_outBuffer ob{tmp.data(), tmp.size(), 0};
-        rc = ZSTD_decompressStream(z.get(), &ob, &in);
-        if (ZSTD_isError(rc) || out.size() + ob.pos > kMaxChunkOut) return 0;
-        out.insert(out.end(), tmp.data(), tmp.data() + ob.pos);
-        if (ob.pos == 0 && in.pos == in.size && rc != 0) return 0;
-      }
-      if (rc != 0) return 0;
-      void* o = H5allocate_memory(std::max<size_t>(out.size(), 1), false);
-      if (!o) return 0;
-      std::memcpy(o, out.data(), out.size());
-      H5free_memory(*buf);
-      *buf = o;
-      *buf_size = std::max<size_t>(out.size(), 1);
-      return out.size();
-    }
-    if (n > kMaxChunkOut) return 0;
-    void* o = H5allocate_memory(std::max<size_t>(static_cast<size_t>(n), 1), false);
-    if (!o) return 0;
-    size_t r = ZSTD_decompress(o, static_cast<size_t>(n), *buf, nbytes);
-    if (ZSTD_isError(r) || r != n) {
-      H5free_memory(o);
-      return 0;
-    }
-    H5free_memory(*buf);
-    *buf = o;
-    *buf_size = std::max<size_t>(static_cast<size_t>(n), 1);
-    return static_cast<size_t>(n);
-  }
-  int level = cd_nelmts > 0 ? static_cast<int>(cd_values[0]) : 3;
-  level = std::clamp(level, 1, ZSTD_maxCLevel());
-  size_t bound = ZSTD_compressBound(nbytes);
-  void* o = H5allocate_memory(bound, false);
-  if (!o) return 0;
-  size_t r = ZSTD_compress(o, bound, *buf, nbytes, level);
-  if (ZSTD_isError(r)) {
-    H5free_memory(o);
-    return 0;
-  }
-  H5free_memory(*buf);
-  *buf = o;
-  *buf_size = bound;
-  return r;
-}
+namespace {
 
 void init_hdf5() {
   static std::once_flag once;
   std::call_once(once, [] {
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // the library never prints
-    static const H5Z_class2_t cls = {H5Z_CLASS_T_VERS, static_cast<H5Z_filter_t>(kHdf5ZstdFilter), 1, 1, "zstd (ckpt)",
-                                     nullptr, nullptr, zstd_filter};
-    if (H5Zfilter_avail(static_cast<H5Z_filter_t>(kHdf5ZstdFilter)) <= 0) H5Zregister(&cls);
+    if (H5Zfilter_avail(static_cast<H5Z_filter_t>(kHdf5ZstdFilter)) <= 0) H5Zregister(&detail::kZstdFilterClass);
     H5Eclear2(H5E_DEFAULT);
   });
 }
@@ -647,6 +591,28 @@ class ChunkPipeline {
       data = raw.data();
     }
     if (comp_ == Hdf5Compression::gzip) {
+#if CKPT_HAVE_LIBDEFLATE
+      // libdeflate: the same zlib stream HDF5's deflate filter reads, 2-3x faster than zlib.
+      if (level_ >= 1) {
+        struct Compressor {
+          libdeflate_compressor* c = nullptr;
+          int level = -1;
+          ~Compressor() { libdeflate_free_compressor(c); }
+        };
+        thread_local Compressor tc;
+        if (tc.level != level_) {
+          libdeflate_free_compressor(tc.c);
+          tc.c = libdeflate_alloc_compressor(level_);
+          tc.level = level_;
+        }
+        if (!tc.c) throw std::bad_alloc();
+        j.out.resize(libdeflate_zlib_compress_bound(tc.c, j.chunk_bytes));
+        size_t n = libdeflate_zlib_compress(tc.c, data, j.chunk_bytes, j.out.data(), j.out.size());
+        if (n == 0) throw Error(ErrorCode::internal, "deflate failed");
+        j.out.resize(n);
+        return;
+      }
+#endif
       uLongf len = compressBound(static_cast<uLong>(j.chunk_bytes));
       j.out.resize(len);
       int rc = compress2(j.out.data(), &len, data, static_cast<uLong>(j.chunk_bytes), level_);

@@ -7,7 +7,7 @@ PKGS=(
   # build
   build-essential meson ninja-build pkg-config
   # libckpt and the tools
-  zlib1g-dev libzstd-dev zstd libhdf5-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
+  zlib1g-dev libzstd-dev zstd libhdf5-dev libdeflate-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
   # the trainer
   libtorch-dev libopenblas0-pthread dataset-fashion-mnist
   # tests: doctest, and real PyTorch / h5py on the other side of the interop tests
