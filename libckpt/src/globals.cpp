@@ -101,6 +101,10 @@ GlobalVerdict classify_global(std::string_view module, std::string_view name) {
   // (getattr), which reaches any module another module imported:
   // ('__main__', 'os.system'). Nothing we interpret has a dotted name.
   if (name.find('.') != std::string_view::npos) return GlobalVerdict::denied;
+  // Dunder attributes of anything (__getattribute__, __globals__, ...) are
+  // introspection gadgets, never data types: checked before the per-module
+  // rules, which would otherwise call collections.__getattribute__ "unknown".
+  if (name.substr(0, 2) == "__" && name != "__newobj__") return GlobalVerdict::denied;
 
   for (auto m : kDeniedModules)
     if (starts_with_module(module, m)) return GlobalVerdict::denied;
@@ -158,11 +162,6 @@ GlobalVerdict classify_global(std::string_view module, std::string_view name) {
     if (module == "numpy" && (name == "ndarray" || name == "dtype")) return GlobalVerdict::known;
     if (module == "numpy.dtypes") return GlobalVerdict::known;
     return GlobalVerdict::unknown;
-  }
-  if (name.substr(0, 2) == "__" && name != "__newobj__") {
-    // Dunder attributes of anything (__getattribute__, __globals__, ...) are
-    // introspection gadgets, never data types.
-    return GlobalVerdict::denied;
   }
   return GlobalVerdict::unknown;
 }
