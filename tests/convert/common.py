@@ -130,7 +130,7 @@ def canon(path):
     """ckpt_canon's canonical JSON of a file (C++ reader; compares any tree)."""
     p = subprocess.run([CANON, "dump", str(path)], capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
-        return None, p.stderr.strip()
+        return None, (p.stderr.strip() or p.stdout.strip() or "exit %d" % p.returncode)
     return p.stdout, None
 
 

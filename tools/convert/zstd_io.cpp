@@ -100,23 +100,15 @@ uint64_t zstd_decompress_file(const std::string& in, const std::string& out, con
     size_t n = read_some(f.fd, ibuf.data(), ibuf.size(), in);
     if (n == 0) break;
     ZSTD_inBuffer ib{ibuf.data(), n, 0};
-    while (ib.pos < ib.size) {
+    for (;;) {  // until the input is used and the decoder has nothing more to flush
       ZSTD_outBuffer ob{obuf.data(), obuf.size(), 0};
       rc = ZSTD_decompressStream(dctx.get(), &ob, &ib);
       if (ZSTD_isError(rc)) throw Error(ErrorCode::corrupt_compressed, std::string("invalid zstd data: ") + ZSTD_getErrorName(rc), in, {}, done + ib.pos);
       af.write(obuf.data(), ob.pos);
+      if (ib.pos == ib.size && ob.pos < ob.size) break;
     }
     done += n;
     if (o.progress) o.progress(done);
-  }
-  // Flush what the decoder still holds.
-  for (;;) {
-    ZSTD_inBuffer ib{nullptr, 0, 0};
-    ZSTD_outBuffer ob{obuf.data(), obuf.size(), 0};
-    rc = ZSTD_decompressStream(dctx.get(), &ob, &ib);
-    if (ZSTD_isError(rc)) throw Error(ErrorCode::corrupt_compressed, std::string("invalid zstd data: ") + ZSTD_getErrorName(rc), in);
-    af.write(obuf.data(), ob.pos);
-    if (ob.pos == 0) break;
   }
   if (rc != 0) throw Error(ErrorCode::truncated, "the zstd frame is truncated", in, {}, size);
   uint64_t written = af.bytes_written();
