@@ -49,6 +49,7 @@ std::optional<DType> dtype_from_safetensors_name(std::string_view name) noexcept
 namespace {
 
 /// A JSON value. Objects keep their members in file order.
+struct JsonMember;
 struct Json {
   enum class T : uint8_t { null, boolean, number, string, array, object } t = T::null;
   bool b = false;
@@ -56,7 +57,11 @@ struct Json {
   uint64_t u = 0;
   std::string s;         ///< string value, or the number's text
   std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
+  std::vector<JsonMember> members;  // not std::pair: clang rejects pair<string, Json> inside Json
+};
+struct JsonMember {
+  std::string first;
+  Json second;
 };
 
 class JsonParser {
@@ -114,7 +119,7 @@ class JsonParser {
           if (p_ == end_ || *p_ != '"') fail("expected a member name");
           std::string k = string();
           expect(':');
-          v.members.emplace_back(std::move(k), value(depth + 1));
+          v.members.push_back({std::move(k), value(depth + 1)});
         } while (eat(','));
         expect('}');
         return v;
@@ -360,8 +365,8 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const 
       }
       continue;
     }
-    auto bad = [&](const std::string& what) -> Error {
-      return Error(ErrorCode::invalid_tensor, "tensor '" + key + "': " + what, name, {}, 8, key);
+    auto bad = [&, &k = key](const std::string& what) -> Error {  // clang 14 cannot capture a structured binding
+      return Error(ErrorCode::invalid_tensor, "tensor '" + k + "': " + what, name, {}, 8, k);
     };
     if (v.t != Json::T::object) throw bad("its entry is not an object");
     const Json *dt = nullptr, *shape = nullptr, *offs = nullptr;
