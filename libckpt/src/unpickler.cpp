@@ -461,9 +461,9 @@ Value* Unpickler::global(std::string module, std::string name) {
   } else {
     res_.globals[it->second].count++;
   }
-  if (verdict == GlobalVerdict::denied)
+  if (verdict == GlobalVerdict::denied && !o_.audit)
     fail(ErrorCode::unsafe_global, "refusing global " + q + ": it can run code or touch the system");
-  if (verdict == GlobalVerdict::unknown && !o_.allow_unknown_globals)
+  if (verdict == GlobalVerdict::unknown && !o_.allow_unknown_globals && !o_.audit)
     fail(ErrorCode::unsafe_global, "global " + q + " is not on the allowlist (weights-only mode)");
   if (module == "torch") {
     if (auto t = dtype_from_name(name)) return mk(doc_.torch_dtype(*t));
@@ -489,6 +489,7 @@ Value* Unpickler::persistent(Value* pid) {
 Value* Unpickler::call(Value* callable, Value* args, bool newobj) {
   if (callable->kind_ == Kind::torch_dtype)
     fail(ErrorCode::malformed_pickle, "a torch dtype is not callable");
+  if (callable->kind_ != Kind::global && o_.audit) return mk(doc_.object(callable, args, newobj));
   if (callable->kind_ != Kind::global)
     fail(ErrorCode::unsafe_global,
          std::string("call of a computed ") + kind_name(callable->kind_) + " (only named globals may be called)");

@@ -48,6 +48,11 @@ struct UnpickleOptions {
   /// false: a global that is neither allowed nor known is an error, like
   /// torch.load(weights_only=True). true: it becomes an opaque object.
   bool allow_unknown_globals = true;
+  /// true: audit mode. Nothing is refused for what it names: a denied global
+  /// and a call of a computed value become opaque values (still never
+  /// called), so the whole pickle runs and `globals` lists every global with
+  /// its verdict. For audits (`ckpt-info --globals`); never use such a tree.
+  bool audit = false;
   std::string path;   ///< for error messages
   std::string entry;  ///< for error messages ("archive/data.pkl")
   /// Resolves BINPERSID/PERSID ids. Without it, persistent ids are an error.
