@@ -11,7 +11,9 @@
 
 #include <hdf5.h>
 #include <zlib.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 #if CKPT_HAVE_LIBDEFLATE
 #include <libdeflate.h>
@@ -24,11 +26,11 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
 
-#include "ckpt/atomic_file.hpp"
 #include "ckpt/detail/checked.hpp"
 #include "ckpt/error.hpp"
 #include "ckpt/pickle.hpp"
@@ -736,7 +738,7 @@ class Writer {
     H5Pset_attr_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
     H fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-    file_ = H(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, fapl), "cannot create the HDF5 file", final_path), H5Fclose);
+    file_ = H(check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), "cannot create the HDF5 file", final_path), H5Fclose);
     gcpl_ = H(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
     H5Pset_link_creation_order(gcpl_, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
     H5Pset_attr_creation_order(gcpl_, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
@@ -945,6 +947,7 @@ class Writer {
     ++result_.datasets;
     Source2 src;
     try {
+      t.storage->prefetch_pages();  // one call instead of a fault per page inside write()
       if (t.numel() > 0) src = stored_bytes(t, st);
     } catch (const Error& e) {
       throw e.with_key_path(d.key_path);
@@ -1006,15 +1009,68 @@ class Writer {
 
 }  // namespace
 
+namespace {
+
+/// The atomic-write protocol of AtomicFile (temp file in the same folder,
+/// fsync, rename, fsync of the folder) for a file libhdf5 writes itself. The
+/// temp file is created by libhdf5 (O_EXCL): reopening AtomicFile's file with
+/// O_TRUNC would make ext4 flush it synchronously on close (auto_da_alloc).
+class TempOutput {
+ public:
+  explicit TempOutput(const std::string& final_path) : final_(final_path) {
+    auto slash = final_.rfind('/');
+    dir_ = slash == std::string::npos ? "." : (slash == 0 ? "/" : final_.substr(0, slash));
+    const std::string base = slash == std::string::npos ? final_ : final_.substr(slash + 1);
+    if (base.empty() || base == "." || base == "..") throw Error(ErrorCode::invalid_argument, "output path names a directory", final_);
+    char suffix[40];
+    std::snprintf(suffix, sizeof suffix, ".tmp.%d.%08x", static_cast<int>(::getpid()), std::random_device{}());
+    temp_ = (slash == std::string::npos ? std::string() : final_.substr(0, slash + 1)) + "." + base + suffix;
+  }
+  ~TempOutput() {
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  const std::string& temp() const { return temp_; }
+
+  void commit(bool durable) {
+    struct stat old {};
+    if (::stat(final_.c_str(), &old) == 0 && S_ISREG(old.st_mode)) (void)::chmod(temp_.c_str(), old.st_mode & 07777);
+    if (durable) {
+      int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || ::fsync(fd) != 0) {
+        int err = errno;
+        if (fd >= 0) ::close(fd);
+        throw Error(err == ENOSPC || err == EDQUOT ? ErrorCode::no_space : ErrorCode::io_error, "fsync failed; not retried", final_, {},
+                    Error::no_offset, {}, err);
+      }
+      ::close(fd);
+    }
+    if (::rename(temp_.c_str(), final_.c_str()) != 0)
+      throw Error(ErrorCode::io_error, "cannot rename the temporary file into place", final_, {}, Error::no_offset, {}, errno);
+    committed_ = true;
+    if (durable) {
+      int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      int err = dfd < 0 ? errno : (::fsync(dfd) != 0 ? errno : 0);
+      if (dfd >= 0) ::close(dfd);
+      if (err) throw Error(ErrorCode::durability_uncertain, "renamed into place, but the folder fsync failed", final_, {}, Error::no_offset, {}, err);
+    }
+  }
+
+ private:
+  std::string final_, temp_, dir_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
 Hdf5SaveResult save_hdf5(const std::string& path, const Value& root, const Hdf5SaveOptions& opts) {
   init_hdf5();
-  AtomicFile f(path, opts.durable);
+  TempOutput out(path);
   Hdf5SaveResult r;
   {
-    Writer w(f.temp_path(), path, opts);
+    Writer w(out.temp(), path, opts);
     r = w.write(root);
   }
-  f.commit();
+  out.commit(opts.durable);
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) r.bytes = static_cast<uint64_t>(st.st_size);
   return r;
