@@ -137,6 +137,7 @@ UnpickleOptions CheckpointLoader::unpickle_options(const std::string& entry) con
   u.limits = opts.limits;
   u.allow_unknown_globals = opts.allow_unknown_globals;
   u.audit = opts.audit;
+  u.globals_on_error = opts.globals_on_error;
   u.path = ck.src_->path();
   u.entry = entry;
   return u;

@@ -19,6 +19,7 @@ class Unpickler {
   Unpickler(std::span<const uint8_t> in, Document& doc, const UnpickleOptions& o) : in_(in), doc_(doc), o_(o) {}
 
   UnpickleResult run();
+  const std::vector<GlobalRef>& globals() const noexcept { return res_.globals; }
 
  private:
   // ---- input ----
@@ -1287,7 +1288,13 @@ bool weights_only_opcode(uint8_t op) noexcept {
 
 UnpickleResult unpickle(std::span<const uint8_t> bytes, Document& doc, const UnpickleOptions& opts) {
   Unpickler u(bytes, doc, opts);
-  return u.run();
+  if (!opts.globals_on_error) return u.run();
+  try {
+    return u.run();
+  } catch (...) {
+    *opts.globals_on_error = u.globals();
+    throw;
+  }
 }
 
 }  // namespace ckpt

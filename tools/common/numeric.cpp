@@ -289,16 +289,61 @@ void TensorStats::finish() noexcept {
                    : std::numeric_limits<double>::quiet_NaN();
 }
 
-TensorStats compute_stats(const Tensor& t) {
+TensorStats stats_of(std::span<const double> values) noexcept {
   TensorStats s;
-  for_each_chunk(t, [&](uint64_t, std::span<const double> vals) {
-    TensorStats part;
-    for (double v : vals) part.add(v);
-    s.merge(part);
-  });
+  s.count = values.size();
+  double sum = 0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  uint64_t finite = 0, zeros = 0;
+  for (double v : values) {
+    bool f = std::isfinite(v);
+    finite += f;
+    zeros += v == 0;
+    double x = f ? v : 0.0;
+    sum += x;
+    lo = f && v < lo ? v : lo;
+    hi = f && v > hi ? v : hi;
+  }
+  s.zeros = zeros;
+  s.finite = finite;
+  if (finite != values.size())
+    for (double v : values) {
+      s.nan += std::isnan(v);
+      s.posinf += v == std::numeric_limits<double>::infinity();
+      s.neginf += v == -std::numeric_limits<double>::infinity();
+    }
+  if (finite == 0) return s;
+  if (!std::isfinite(sum)) {  // values near DBL_MAX overflow the sum: one value at a time
+    TensorStats slow;
+    for (double v : values) slow.add(v);
+    return slow;
+  }
+  s.min = lo, s.max = hi;
+  s.mean = sum / static_cast<double>(finite);
+  double m2 = 0, comp = 0;  // squared deviations, with the compensation term of the corrected two-pass algorithm
+  for (double v : values) {
+    double d = std::isfinite(v) ? v - s.mean : 0.0;
+    m2 += d * d;
+    comp += d;
+  }
+  s.m2 = std::max(0.0, m2 - comp * comp / static_cast<double>(finite));
+  return s;
+}
+
+TensorStats compute_stats(const Tensor& t, uint64_t first, uint64_t count) {
+  TensorStats s;
+  const uint64_t chunk = 1 << 16;
+  const int comps = components(t.dtype);
+  std::vector<double> buf(static_cast<size_t>(std::min(count, chunk)) * comps);
+  for (uint64_t done = 0; done < count; done += chunk) {
+    uint64_t c = std::min(chunk, count - done);
+    read_doubles(t, first + done, c, buf.data());
+    s.merge(stats_of(std::span<const double>(buf.data(), c * comps)));
+  }
   s.finish();
   return s;
 }
+
+TensorStats compute_stats(const Tensor& t) { return compute_stats(t, 0, t.numel()); }
 
 unsigned worker_threads() {
   if (const char* e = std::getenv("CKPT_THREADS"); e && *e) {

@@ -41,8 +41,9 @@ struct OpenOptions {
   Limits limits;
   /// See UnpickleOptions::allow_unknown_globals.
   bool allow_unknown_globals = true;
-  /// See UnpickleOptions::audit.
+  /// See UnpickleOptions::audit and UnpickleOptions::globals_on_error.
   bool audit = false;
+  std::vector<GlobalRef>* globals_on_error = nullptr;
   bool use_mmap = true;
 };
 

@@ -53,6 +53,9 @@ struct UnpickleOptions {
   /// called), so the whole pickle runs and `globals` lists every global with
   /// its verdict. For audits (`ckpt-info --globals`); never use such a tree.
   bool audit = false;
+  /// If set, receives the globals named before an error stopped the pickle
+  /// (an audit of a malformed file still shows what it references).
+  std::vector<GlobalRef>* globals_on_error = nullptr;
   std::string path;   ///< for error messages
   std::string entry;  ///< for error messages ("archive/data.pkl")
   /// Resolves BINPERSID/PERSID ids. Without it, persistent ids are an error.
