@@ -64,11 +64,12 @@ def run(cmd):
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=so, stderr=se)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
+        cpu = ru.ru_utime + ru.ru_stime
         so.seek(0); se.seek(0)
         out, err = so.read().decode(), se.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit('FAILED: %s\n%s%s' % (' '.join(cmd), err, out))
-    return wall, ru.ru_maxrss / 1024.0
+    return wall, ru.ru_maxrss / 1024.0, cpu
 
 
 def rm(*paths):
@@ -80,14 +81,16 @@ def rm(*paths):
 
 
 def bench(sides, reps, outs):
+    """outs: (ckpt output, Python output); each side removes its own before it runs."""
     samples = {k: [] for k in sides}
     for i in range(reps + 1):
         for name, cmd in sides.items():
-            rm(*outs)
+            rm(outs[0] if name.startswith('ckpt') else outs[1])
             r = run(cmd)
             if i > 0:
                 samples[name].append(r)
-    return {k: {'wall': statistics.median(w for w, _ in v), 'rss': statistics.median(m for _, m in v)} for k, v in samples.items()}
+    return {k: {'wall': statistics.median(x[0] for x in v), 'rss': statistics.median(x[1] for x in v),
+                'cpu': statistics.median(x[2] for x in v)} for k, v in samples.items()}
 
 
 ck_out, py_out = os.path.join(OUT, 'conv_ckpt.out'), os.path.join(OUT, 'conv_py.out')
@@ -106,14 +109,16 @@ assert all(torch.equal(a[k], b[k]) for k in a)
 print(len(a))''', ck_out, py_out], capture_output=True, text=True)
 problems = [] if chk.returncode == 0 else ['backbones differ: ' + chk.stderr[-300:]]
 sizes = {}
-for comp in ('none', 'gzip:4', 'zstd:3'):
+for comp in ('none', 'default', 'gzip:4', 'zstd:3'):
     print('== h5 %s (%d reps)' % (comp, REPS), file=sys.stderr)
-    sides = {'ckpt': [CONVERT, SMALL, ck_out, '--to', 'h5', '--compress', comp, '--no-fsync', '--force', '-q'],
-             'python': [PY, HERE + '/convert_h5py.py', SMALL, py_out, comp]}
-    if comp == 'gzip:4':
-        sides['ckpt_fsync'] = [CONVERT, SMALL, ck_out, '--to', 'h5', '--compress', comp, '--force', '-q']
+    # 'default': each side's default gzip (ckpt-convert gzip:1 + shuffle, h5py's gzip:4 + shuffle)
+    ck_comp = ['--compress', comp] if comp != 'default' else []
+    sides = {'ckpt': [CONVERT, SMALL, ck_out, '--to', 'h5', *ck_comp, '--no-fsync', '--force', '-q'],
+             'python': [PY, HERE + '/convert_h5py.py', SMALL, py_out, comp if comp != 'default' else 'gzip:4']}
+    if comp == 'default':
+        sides['ckpt_fsync'] = [CONVERT, SMALL, ck_out, '--to', 'h5', '--force', '-q']
     r = bench(sides, REPS, [ck_out, py_out])
-    rows.append(('h5 ' + comp, r, 5))
+    rows.append(('h5 ' + (comp if comp != 'default' else 'defaults: ckpt gzip:1 vs h5py gzip:4'), r, 5))
     sizes[comp] = (os.path.getsize(ck_out), os.path.getsize(py_out))
     chk = subprocess.run([PY, '-c', r'''
 import sys, h5py, numpy as np
@@ -131,14 +136,14 @@ assert n > 300, n
         problems.append('h5 %s datasets differ: %s' % (comp, chk.stderr[-300:]))
 zst = os.path.join(OUT, 'conv.pt.zst')
 rm(zst)
-t_zst, _ = run([CONVERT, SMALL, zst, '--no-fsync', '--force', '-q'])
+t_zst = run([CONVERT, SMALL, zst, '--no-fsync', '--force', '-q'])
 sizes['pt.zst'] = (os.path.getsize(zst), None)
 rm(zst)
 
 big = {}
 if E.get('SKIP_BIG') != '1':
     for label, cmd in (('backbone', ['--backbone', '--to', 'pt']), ('h5 none', ['--to', 'h5', '--compress', 'none']),
-                       ('h5 gzip:4', ['--to', 'h5', '--compress', 'gzip:4'])):
+                       ('h5 default (gzip:1)', ['--to', 'h5'])):
         print('== %s on %s' % (label, BIG), file=sys.stderr)
         rm(ck_out)
         big[label] = run([CONVERT, BIG, ck_out, *cmd, '--no-fsync', '--force', '-q'])
@@ -147,27 +152,29 @@ rm(ck_out, py_out)
 
 largest = 256.0  # MiB: the pad tensors; ResNet-50's largest is fc (2048x10) / layer4 conv (2048x512x1x1 = 4 MiB)
 print()
-print('| job (%s, %.0f MB) | ckpt-convert | Python | speed-up | target | ckpt RSS | Python RSS |' % (os.path.basename(SMALL), os.path.getsize(SMALL) / 1e6))
-print('|---|---|---|---|---|---|---|')
+print('load average at the end: %s' % open('/proc/loadavg').read().split()[:3])
+print()
+print('| job (%s, %.0f MB) | ckpt-convert | Python | speed-up | target | CPU s ckpt / Python | ckpt RSS | Python RSS |' % (os.path.basename(SMALL), os.path.getsize(SMALL) / 1e6))
+print('|---|---|---|---|---|---|---|---|')
 for name, r, target in rows:
     c, p = r['ckpt'], r['python']
     sp = p['wall'] / c['wall']
-    print('| %s | %.3f s | %.3f s | %.1fx | >= %dx %s | %.0f MiB | %.0f MiB |' % (
-        name, c['wall'], p['wall'], sp, target, 'met' if sp >= target else 'NOT met', c['rss'], p['rss']))
+    print('| %s | %.3f s | %.3f s | %.1fx | >= %dx %s | %.2f / %.2f | %.0f MiB | %.0f MiB |' % (
+        name, c['wall'], p['wall'], sp, target, 'met' if sp >= target else 'NOT met', c['cpu'], p['cpu'], c['rss'], p['rss']))
     if 'ckpt_fsync' in r:
-        print('| %s, ckpt durable (fsync) | %.3f s | | %.1fx | | %.0f MiB | |' % (name, r['ckpt_fsync']['wall'], p['wall'] / r['ckpt_fsync']['wall'], r['ckpt_fsync']['rss']))
+        print('| %s, ckpt durable (fsync) | %.3f s | | %.1fx | | %.2f | %.0f MiB | |' % (name, r['ckpt_fsync']['wall'], p['wall'] / r['ckpt_fsync']['wall'], r['ckpt_fsync']['cpu'], r['ckpt_fsync']['rss']))
 print()
 print('| output sizes | ckpt-convert | h5py |')
 print('|---|---|---|')
 print('| source .pt | %.1f MB | |' % (os.path.getsize(SMALL) / 1e6))
 for k, (a, b) in sizes.items():
     print('| %s | %.1f MB (%.3f of the .pt) | %s |' % (k, a / 1e6, a / os.path.getsize(SMALL), '%.1f MB' % (b / 1e6) if b else ''))
-print('| pt.zst time | %.3f s | |' % t_zst)
+print('| pt.zst time | %.3f s | |' % t_zst[0])
 if big:
     print()
     print('| peak RSS on %s (%.2f GB; largest tensor 256 MiB) | wall | peak RSS | bounded by the largest tensor |' % (os.path.basename(BIG), os.path.getsize(BIG) / 1e9))
     print('|---|---|---|---|')
-    for label, (w, m) in big.items():
+    for label, (w, m, _) in big.items():
         print('| %s | %.2f s | %.0f MiB | %s |' % (label, w, m, 'yes' if m <= largest * 1.5 + 64 else 'NO'))
 for p in problems:
     print('PROBLEM:', p)

@@ -20,10 +20,10 @@ using namespace ckpt::tools;
 namespace {
 
 std::vector<uint8_t> st_file(const std::string& header, size_t data_bytes) {
-  std::vector<uint8_t> f(8);
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) f[i] = static_cast<uint8_t>(n >> (8 * i));
-  f.insert(f.end(), header.begin(), header.end());
+  std::vector<uint8_t> f;
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) f.push_back(static_cast<uint8_t>(n >> (8 * i)));
+  for (char c : header) f.push_back(static_cast<uint8_t>(c));
   f.resize(f.size() + data_bytes, 0);
   return f;
 }

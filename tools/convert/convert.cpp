@@ -406,7 +406,7 @@ int run_convert(const std::string& in, const std::string& out, const ConvertOpti
       break;
     }
     case OutFormat::pt_zst: {
-      ZstdOptions zo{o.level > 0 ? o.level : 3, o.threads, o.durable, {}};
+      ZstdOptions zo{o.compression == Hdf5Compression::zstd && o.level > 0 ? o.level : 3, o.threads, o.durable, {}};
       const Container c = ck.format().container;
       if (untouched && !zst_input && (c == Container::torch_zip || c == Container::legacy_stream || c == Container::legacy_tar)) {
         zo.progress = tick;  // the input's own bytes, compressed as they are
