@@ -239,7 +239,7 @@ def edge_tensors():
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     pair('strided_vs_contiguous', base.t(), base.t().contiguous())   # same values, different layout
     pair('dtype_f32_to_f64', torch.tensor([0.5, 1.5]), torch.tensor([0.5, 1.5], dtype=torch.float64))
-    pair('shape_change', torch.zeros(3), torch.zeros(4))
+    pair('shape_change', torch.zeros(2, 3), torch.zeros(3, 2))
     pair('head.weight', torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
          torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]))
     pair('zeros_to_ones', torch.zeros(4), torch.ones(4))

@@ -132,7 +132,7 @@ struct Acc {
 }  // namespace
 
 void compare_values(std::span<const double> a, std::span<const double> b, int comps, const Tolerance& tol,
-                    uint64_t first, Metrics& m, const uint8_t* bits_equal) {
+                    uint64_t first, Metrics& m, const uint8_t* bits_equal, bool integers) {
   const size_t n = a.size() / static_cast<size_t>(comps);
   Acc acc;
   if (comps == 1) {
@@ -144,6 +144,10 @@ void compare_values(std::span<const double> a, std::span<const double> b, int co
       acc.nfa += !std::isfinite(x);
       acc.nfb += !std::isfinite(y);
       if (bits_equal ? bits_equal[i] : same_bits(x, y)) continue;
+      if (integers) {
+        acc.differ(false, false, false, std::max(std::fabs(y - x), 1.0), std::fabs(x), first + i, tol);
+        continue;
+      }
       acc.differ(x == y, std::isnan(x), std::isnan(y), std::fabs(y - x), std::fabs(x), first + i, tol);
     }
   } else {  // complex: (re, im) pairs; |.| is the modulus, as torch.isclose uses
@@ -263,6 +267,9 @@ Metrics compare_tensors(const Tensor& a, const Tensor& b, uint64_t count, const 
   Metrics m;
   if (count == 0) return m;
   const bool raw = same_layout_bytes(a, b);
+  // Integer elements (not bool: any non-zero byte is True) are equal only
+  // when their bits are; only the raw path sees the bits of int64 > 2^53.
+  const bool integers = raw && !dtype_is_floating(a.dtype) && !dtype_is_complex(a.dtype) && a.dtype != DType::bool_;
   const uint64_t es = static_cast<uint64_t>(dtype_size(a.dtype));
   const uint8_t* ra = raw ? contiguous_base(a) : nullptr;
   const uint8_t* rb = raw ? contiguous_base(b) : nullptr;
@@ -282,7 +289,7 @@ Metrics compare_tensors(const Tensor& a, const Tensor& b, uint64_t count, const 
       } else {
         bytes_equal_per_element(pa, pb, n, es, eq.data());
         read_doubles(b, first, n, vb.data());
-        compare_values(sa, std::span<const double>(vb.data(), n * comps), comps, tol, first, m, eq.data());
+        compare_values(sa, std::span<const double>(vb.data(), n * comps), comps, tol, first, m, eq.data(), integers);
       }
     } else {
       read_doubles(b, first, n, vb.data());

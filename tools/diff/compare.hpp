@@ -72,9 +72,11 @@ struct Metrics {
 /// Compares n element pairs of decoded values (`comps` doubles per element:
 /// 2 for complex) into m. `bits_equal`, when given, says per element that the
 /// raw bytes are identical (otherwise the doubles' bits decide). `first` is
-/// the flat index of the first element (for max_abs_at).
+/// the flat index of the first element (for max_abs_at). `integers`: the
+/// elements are integers whose bits decide equality (int64 beyond 2^53 can
+/// round to equal doubles; such a pair still differs by at least 1).
 void compare_values(std::span<const double> a, std::span<const double> b, int comps, const Tolerance& tol,
-                    uint64_t first, Metrics& m, const uint8_t* bits_equal = nullptr);
+                    uint64_t first, Metrics& m, const uint8_t* bits_equal = nullptr, bool integers = false);
 
 /// Accumulates only A (a chunk whose raw bytes equal B's).
 void add_identical(std::span<const double> a, uint64_t n, Metrics& m);

@@ -26,12 +26,13 @@ json unravel(uint64_t flat, const std::vector<int64_t>& shape) {
   return idx;
 }
 
-json metrics_json(const Metrics& m, json& nonfinite) {
+json metrics_json(const Metrics& m, json& nonfinite, const std::vector<int64_t>* shape = nullptr) {
   json j = json::object();
   j["elements"] = m.elements;
   j["differing"] = m.differing;
   j["mismatched"] = m.mismatched;
   metric(j, nonfinite, "max_abs", m.max_abs);
+  if (shape) j["max_abs_index"] = unravel(m.max_abs_at, *shape);
   metric(j, nonfinite, "l2", m.l2());
   metric(j, nonfinite, "rel_change", m.rel_change());
   metric(j, nonfinite, "cosine", m.cosine());
@@ -63,16 +64,18 @@ json tensor_json(const TensorResult& r) {
   j["atol"] = r.tol.atol;
   json nonfinite = json::object();
   if (r.status == Status::compared || r.status == Status::grown) {
-    json m = metrics_json(r.m, nonfinite);
+    json m = metrics_json(r.m, nonfinite, &r.shape_a);
     for (auto& [k, v] : m.items()) j[k] = v;
-    j["max_abs_index"] = unravel(r.m.max_abs_at, r.shape_a);
   }
   if (r.status == Status::grown) {
     j["rows_a"] = r.rows_a();
     j["rows_b"] = r.rows_b();
     j["added_rows"] = r.rows_b() - r.rows_a();
   }
-  if (r.value_a && r.value_b) {
+  if (r.int_a && r.int_b) {
+    j["value_a"] = *r.int_a;
+    j["value_b"] = *r.int_b;
+  } else if (r.value_a && r.value_b) {
     metric(j, nonfinite, "value_a", *r.value_a);
     metric(j, nonfinite, "value_b", *r.value_b);
   }
@@ -294,7 +297,8 @@ json pair_json(const PairReport& r, const Options& o) {
   j["files"] = json::array({file_json(*r.a), file_json(*r.b)});
   j["differs"] = r.differs();
   j["differs_in"] = sections_json(r.differing());
-  for (auto& [k, v] : pair_body(r, o).items()) j[k] = v;
+  json body = pair_body(r, o);
+  for (auto& [k, v] : body.items()) j[k] = v;
   return j;
 }
 
@@ -313,7 +317,8 @@ json series_json(const SeriesReport& s, const Options& o) {
   for (size_t i = 0; i < s.steps.size(); ++i) {
     json st{{"from", i}, {"to", i + 1}, {"differs", s.steps[i].differs()},
             {"differs_in", sections_json(s.steps[i].differing())}};
-    for (auto& [k, v] : pair_body(s.steps[i], o).items()) st[k] = v;
+    json body = pair_body(s.steps[i], o);
+    for (auto& [k, v] : body.items()) st[k] = v;
     steps.push_back(std::move(st));
   }
   j["steps"] = steps;

@@ -63,6 +63,7 @@ int run(int argc, char** argv) {
   app.add_option("--atol", atol, "Absolute tolerance for every dtype (default: assert_close's per dtype)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--equal-nan", opts.policy.equal_nan, "NaN matches NaN (assert_close's equal_nan)");
+  auto* section_opt = app.get_option("--section");
   auto* top_opt = app.add_option("--top", top, "Rows per table (default 20 in text, all in JSON; 0: all)");
   app.add_option("--by", by, "tensor or module (per layer); default: tensor for two files, module for a series")
       ->check(CLI::IsMember({"tensor", "module"}));
@@ -80,6 +81,7 @@ int run(int argc, char** argv) {
     return app.exit(e) == 0 ? exit_ok : exit_error;
   }
   opts.sections = parse_sections(sections);
+  opts.sections_explicit = section_opt->count() > 0;
   opts.policy.rtol = rtol;
   opts.policy.atol = atol;
   opts.strip = StripSpec::parse(strip_text);

@@ -102,6 +102,19 @@ bool PairReport::section_differs(Section s) const noexcept {
   }
 }
 
+bool PairReport::section_present(Section s) const noexcept {
+  if (!(sections & s)) return false;
+  switch (s) {
+    case sec_model: return model.present_a || model.present_b;
+    case sec_optimizer: return optimizer.present_a || optimizer.present_b;
+    case sec_scheduler: return scheduler.present_a || scheduler.present_b;
+    case sec_args: return args.present_a || args.present_b;
+    case sec_results: return results.present_a || results.present_b;
+    case sec_buffer: return buffer.present_a || buffer.present_b;
+    default: return false;
+  }
+}
+
 unsigned PairReport::differing() const noexcept {
   unsigned bits = 0;
   for (Section s : kSections)

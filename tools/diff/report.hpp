@@ -27,6 +27,7 @@ unsigned parse_sections(const std::string& list);
 
 struct Options {
   unsigned sections = sec_all;
+  bool sections_explicit = false; ///< --section given: say "none" for absent sections
   TolerancePolicy policy;
   StripSpec strip;
   bool by_module = false;         ///< --by module
@@ -74,6 +75,8 @@ struct PairReport {
   ResultsDiff results;
   BufferDiff buffer;
   bool section_differs(Section s) const noexcept;
+  /// The section exists in at least one of the files.
+  bool section_present(Section s) const noexcept;
   unsigned differing() const noexcept;
   bool differs() const noexcept { return differing() != 0; }
 };

@@ -1,6 +1,8 @@
 #include "diff/tensors.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <cstring>
 #include <cmath>
 #include <mutex>
 #include <numeric>
@@ -241,6 +243,26 @@ std::optional<double> scalar_value(const Tensor& t) {
   return v;
 }
 
+// One-element integer tensors, exactly (a double rounds int64 beyond 2^53).
+std::optional<int64_t> scalar_int(const Tensor& t) {
+  if (t.numel() != 1 || dtype_is_floating(t.dtype) || dtype_is_complex(t.dtype) || !decodable(t.dtype))
+    return std::nullopt;
+  uint8_t raw[8] = {};
+  t.copy_to(raw);
+  switch (t.dtype) {
+    case DType::int64: { int64_t v; std::memcpy(&v, raw, 8); return v; }
+    case DType::uint64: { uint64_t v; std::memcpy(&v, raw, 8); return v > INT64_MAX ? std::nullopt : std::optional<int64_t>(static_cast<int64_t>(v)); }
+    case DType::int32: { int32_t v; std::memcpy(&v, raw, 4); return v; }
+    case DType::uint32: { uint32_t v; std::memcpy(&v, raw, 4); return v; }
+    case DType::int16: { int16_t v; std::memcpy(&v, raw, 2); return v; }
+    case DType::uint16: { uint16_t v; std::memcpy(&v, raw, 2); return v; }
+    case DType::int8: return static_cast<int8_t>(raw[0]);
+    case DType::uint8: return raw[0];
+    case DType::bool_: return raw[0] != 0;
+    default: return std::nullopt;
+  }
+}
+
 }  // namespace
 
 TensorResult compare_pair(const Pair& p, const TolerancePolicy& policy) {
@@ -281,6 +303,8 @@ TensorResult compare_pair(const Pair& p, const TolerancePolicy& policy) {
                                     : Verdict::changed;
   r.value_a = scalar_value(a);
   r.value_b = scalar_value(b);
+  r.int_a = scalar_int(a);
+  r.int_b = scalar_int(b);
   return r;
 }
 

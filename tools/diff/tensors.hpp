@@ -106,6 +106,8 @@ struct TensorResult {
   Metrics m;
   /// The value of a one-element tensor on each side (num_batches_tracked).
   std::optional<double> value_a, value_b;
+  /// The same, exactly, for integer dtypes (int64 beyond 2^53 included).
+  std::optional<int64_t> int_a, int_b;
 
   bool dtype_changed() const noexcept { return dtype_a != dtype_b; }
   /// Anything a CI check should fail on: a changed verdict, a shape or dtype change.

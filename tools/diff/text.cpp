@@ -54,6 +54,13 @@ std::string value_text(double v) {
   return fmt(v);
 }
 
+// "938 → 1876" for one-element tensors ("" otherwise).
+std::string scalar_change(const TensorResult& r) {
+  if (r.int_a && r.int_b) return std::to_string(*r.int_a) + " → " + std::to_string(*r.int_b);
+  if (r.value_a && r.value_b) return value_text(*r.value_a) + " → " + value_text(*r.value_b);
+  return "";
+}
+
 // What a row's last column says: the verdict and anything structural.
 std::string status_text(const TensorResult& r, const Style& st) {
   std::string s;
@@ -185,8 +192,8 @@ void int_table(std::string& out, const std::vector<const TensorResult*>& rows, c
     names.push_back(r->pair.key);
     std::string sig = shape_text(*r) + '|' + std::string(dtype_name(r->dtype_a)) + '|' +
                       std::string(dtype_name(r->dtype_b)) + '|';
-    if (r->value_a && r->value_b) sig += value_text(*r->value_a) + "→" + value_text(*r->value_b);
-    else sig += r->pair.key;  // multi-element tensors never fold
+    std::string sc = scalar_change(*r);
+    sig += sc.empty() ? r->pair.key : sc;  // multi-element tensors never fold
     sigs.push_back(sig);
   }
   Table t({"key", "shape", "dtype", "change", "verdict"});
@@ -200,7 +207,7 @@ void int_table(std::string& out, const std::vector<const TensorResult*>& rows, c
     const TensorResult& r = *shown_rows[f.members[0]];
     std::string change;
     if (r.status == Status::shape_changed) change = "";
-    else if (r.value_a && r.value_b) change = value_text(*r.value_a) + " → " + value_text(*r.value_b);
+    else if (!scalar_change(r).empty()) change = scalar_change(r);
     else if (r.m.differing) change = grouped(r.m.differing) + "/" + grouped(r.m.elements) + " differ, max|Δ| " + fmt(r.m.max_abs);
     std::string key = escape(f.pattern);
     if (f.members.size() > 1) key += " (×" + std::to_string(f.members.size()) + ")";
@@ -225,6 +232,13 @@ void category_tables(std::string& out, const std::vector<TensorResult>& results,
     std::vector<TensorResult> copy;
     for (auto* r : rows) copy.push_back(*r);
     out += pad + st.bold(category_title(c)) + " (" + std::to_string(rows.size()) + "): " + counts_of(copy);
+    bool all_identical = std::all_of(rows.begin(), rows.end(), [](const TensorResult* r) {
+      return !r->differs() && r->verdict == Verdict::identical;
+    });
+    if (all_identical && !o.show_identical) {
+      out += "\n";
+      continue;
+    }
     if (c == Category::int_buffer) {
       out += "\n";
       int_table(out, rows, o, st, indent + 2);
@@ -329,24 +343,16 @@ void config_lines(std::string& out, const ConfigDiff& d, const Style& st, size_t
   if (d.entries.size() > top) more_line(out, d.entries.size() - top, 0, st, indent);
 }
 
-std::string presence(bool a, bool b, const char* what) {
-  if (!a && !b) return std::string(what) + ": none in either file";
-  if (!a) return std::string(what) + ": only in B";
-  if (!b) return std::string(what) + ": only in A";
-  return "";
-}
-
 void config_block(std::string& out, const char* title, const ConfigDiff& d, const Options& o, const Style& st) {
-  if (auto p = presence(d.present_a, d.present_b, title); !p.empty() && !(d.present_a || d.present_b)) {
-    out += st.bold(title) + p.substr(std::string(title).size()) + "\n";
+  out += st.bold(title) + ": ";
+  if (!d.present_a || !d.present_b) {  // present on one side only: no point listing every key
+    if (!d.present_a && !d.present_b) out += "none in either file\n";
+    else out += std::string("only in ") + (d.present_a ? "A" : "B") + " (" + plural(d.entries.size(), "key") + ")\n";
     return;
   }
   size_t changed = 0, oa = 0, ob = 0;
   for (const auto& e : d.entries)
     (e.kind == ConfigEntry::Kind::changed ? changed : e.kind == ConfigEntry::Kind::only_a ? oa : ob)++;
-  out += st.bold(title) + ": ";
-  if (!d.present_a) out += "only in B; ";
-  else if (!d.present_b) out += "only in A; ";
   if (d.entries.empty()) out += "identical (" + plural(d.equal, "key") + ")\n";
   else
     out += std::to_string(changed) + " differ, " + std::to_string(oa) + " only in A, " + std::to_string(ob) +
@@ -359,9 +365,12 @@ void optimizer_block(std::string& out, const OptimizerDiff& d, const Options& o,
     out += st.bold("optimizer") + ": none in either file\n";
     return;
   }
+  if (!d.present_a || !d.present_b) {
+    out += st.bold("optimizer") + ": only in " + (d.present_a ? "A" : "B") + " (" +
+           plural(d.present_a ? d.params_a : d.params_b, "param") + ")\n";
+    return;
+  }
   out += st.bold("optimizer") + ": ";
-  if (!d.present_a) out += "only in B; ";
-  else if (!d.present_b) out += "only in A; ";
   auto pair_text = [](uint64_t a, uint64_t b) {
     return a == b ? std::to_string(a) : std::to_string(a) + " → " + std::to_string(b);
   };
@@ -507,9 +516,12 @@ void buffer_block(std::string& out, const BufferDiff& d, const Options& o, const
   }
   out += st.bold("buffer") + ": ";
   auto size = [](int64_t n) { return n < 0 ? std::string("?") : std::to_string(n); };
-  if (!d.present_a) out += "only in B, " + size(d.size_b) + " slots";
-  else if (!d.present_b) out += "only in A, " + size(d.size_a) + " slots";
-  else if (d.size_a == d.size_b) out += size(d.size_a) + " slots in both";
+  if (!d.present_a || !d.present_b) {
+    out += std::string("only in ") + (d.present_a ? "A" : "B") + ", " + size(d.present_a ? d.size_a : d.size_b) +
+           " slots\n";
+    return;
+  }
+  if (d.size_a == d.size_b) out += size(d.size_a) + " slots in both";
   else out += size(d.size_a) + " → " + size(d.size_b) + " slots";
   if (d.slots_changed >= 0) out += "; " + plural(static_cast<uint64_t>(d.slots_changed), "slot") + " changed";
   out += "\n";
@@ -551,6 +563,7 @@ std::string render_pair(const PairReport& r, const Options& o, const Style& st) 
   out += strip_lines({r.a, r.b}, labels);
   for (Section s : kSections) {
     if (!(r.sections & s)) continue;
+    if (!r.section_present(s) && !o.sections_explicit) continue;  // e.g. no optimizer in a state dict
     out += "\n";
     switch (s) {
       case sec_model: model_block(out, r, o, st); break;
