@@ -1,6 +1,7 @@
 #include "common/cli.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <new>
 
@@ -33,6 +34,8 @@ std::string advice(const Error& e) {
       return "no space left on the device: " + d + " (nothing was replaced)";
     case ErrorCode::limit_exceeded:
       return d + " (a safety limit; see docs/security.md)";
+    case ErrorCode::io_error:  // "cannot open file: No such file or directory"
+      return e.sys_errno() ? d + ": " + std::strerror(e.sys_errno()) : d;
     default:
       return d;
   }

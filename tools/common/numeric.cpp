@@ -298,8 +298,7 @@ TensorStats stats_of(std::span<const double> values) noexcept {
     bool f = std::isfinite(v);
     finite += f;
     zeros += v == 0;
-    double x = f ? v : 0.0;
-    sum += x;
+    sum += f ? v : 0.0;
     lo = f && v < lo ? v : lo;
     hi = f && v > hi ? v : hi;
   }
@@ -312,20 +311,25 @@ TensorStats stats_of(std::span<const double> values) noexcept {
       s.neginf += v == -std::numeric_limits<double>::infinity();
     }
   if (finite == 0) return s;
-  if (!std::isfinite(sum)) {  // values near DBL_MAX overflow the sum: one value at a time
-    TensorStats slow;
-    for (double v : values) slow.add(v);
-    return slow;
-  }
   s.min = lo, s.max = hi;
-  s.mean = sum / static_cast<double>(finite);
-  double m2 = 0, comp = 0;  // squared deviations, with the compensation term of the corrected two-pass algorithm
+  // Values near DBL_MAX overflow the sum: work on values divided by the
+  // largest magnitude (m2 may still be +inf when the spread is that large).
+  double scale = 1.0;
+  if (!std::isfinite(sum)) {
+    scale = std::max(std::fabs(lo), std::fabs(hi));
+    sum = 0;
+    for (double v : values) sum += std::isfinite(v) ? v / scale : 0.0;
+  }
+  const double n = static_cast<double>(finite);
+  const double mean = sum / n;
+  double m2 = 0, comp = 0;  // the corrected two-pass algorithm: squared deviations and their compensation
   for (double v : values) {
-    double d = std::isfinite(v) ? v - s.mean : 0.0;
+    double d = std::isfinite(v) ? v / scale - mean : 0.0;
     m2 += d * d;
     comp += d;
   }
-  s.m2 = std::max(0.0, m2 - comp * comp / static_cast<double>(finite));
+  s.mean = mean * scale;
+  s.m2 = std::max(0.0, m2 - comp * comp / n) * scale * scale;
   return s;
 }
 

@@ -44,6 +44,7 @@ class JsonView {
     j["path"] = text(r_.path);
     j["ok"] = true;
     j["size_bytes"] = r_.size;
+    j["data_bytes"] = r_.data_size;
     j["format"] = format();
     j["layout"] = layout();
     std::string why = weights_only_reason(r_);

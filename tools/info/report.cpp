@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <cmath>
 #include <set>
 #include <unordered_set>
@@ -216,7 +217,10 @@ Report analyze(const Checkpoint& ck, const Options& opt) {
   Report r;
   r.ck = &ck;
   r.path = ck.path();
-  r.size = ck.file_size();
+  r.data_size = ck.file_size();
+  std::error_code ec;
+  r.size = std::filesystem::file_size(r.path, ec);
+  if (ec) r.size = r.data_size;
   r.format = ck.format();
   r.zstd = r.format.era.find("zstd") != std::string::npos;
   r.schema = tools::recognise(ck.root());

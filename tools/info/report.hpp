@@ -130,7 +130,8 @@ struct VerifyResult {
 
 struct Report {
   std::string path;
-  uint64_t size = 0;
+  uint64_t size = 0;       ///< on disk
+  uint64_t data_size = 0;  ///< the checkpoint's bytes (decompressed, for .zst)
   FormatInfo format;
   bool zstd = false;
   tools::Schema schema;

@@ -87,7 +87,9 @@ class TextView {
   // ---- header ----
   void header() {
     out_ += st_.bold(escape(r_.path)) + "\n";
-    field("size", human_bytes(r_.size) + " (" + grouped(r_.size) + " bytes)");
+    std::string size = human_bytes(r_.size) + " (" + grouped(r_.size) + " bytes)";
+    if (r_.data_size != r_.size) size += ", " + human_bytes(r_.data_size) + " decompressed";
+    field("size", size);
     field("container", container());
     field("layout", escape(r_.schema.description()));
     if (r_.ck->root().is_dict()) {
