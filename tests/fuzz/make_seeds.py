@@ -16,7 +16,9 @@ SHA-1:
   fuzz_safetensors  safetensors files written here byte by byte
   fuzz_hdf5       HDF5 files written by h5py (when installed)
 
-Only the standard library is needed; torch, h5py and zstd add seeds when present.
+Only the standard library is needed; torch, h5py and zstd add seeds when
+present, and CKPT_CONVERT=<ckpt-convert> adds that tool's HDF5 and
+safetensors outputs.
 """
 import argparse
 import hashlib
@@ -153,6 +155,23 @@ with h5py.File(d + "/c.h5", "w", libver="latest") as f:
     return [open(p, "rb").read() for p in files_under(out)] if r.returncode == 0 else []
 
 
+def converted_seeds(work, ext):
+    """ckpt-convert's own outputs (its HDF5 layout with /_ckpt/structure, its
+    safetensors), when CKPT_CONVERT names the tool."""
+    exe = os.environ.get("CKPT_CONVERT")
+    if not exe or not os.path.exists(exe):
+        return []
+    out = []
+    for rel in ("burn/pytorch-tests/batch_norm__batch_norm2d.pt", "burn/pytorch-tests/complex_nested__complex_nested.pt",
+                "burn/reader/legacy_shared_storage.pt", "burn/reader/bfloat16.pt"):
+        src = os.path.join(os.path.dirname(ROOT), "shared", "corpus", rel)
+        dst = os.path.join(work, os.path.basename(rel) + ext)
+        if os.path.exists(src) and subprocess.run([exe, src, dst, "-q"], stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL).returncode == 0:
+            out.append(open(dst, "rb").read())
+    return out
+
+
 def write_dir(d, blobs):
     os.makedirs(d, exist_ok=True)
     n = 0
@@ -191,9 +210,9 @@ def main():
             elif t == "fuzz_tensor":
                 blobs = tensor_seeds()
             elif t == "fuzz_safetensors":
-                blobs = safetensors_seeds()
+                blobs = safetensors_seeds() + converted_seeds(work, ".safetensors")
             elif t == "fuzz_hdf5":
-                blobs = hdf5_seeds(work)
+                blobs = hdf5_seeds(work) + converted_seeds(work, ".h5")
             else:
                 sys.exit("make_seeds: unknown target " + t)
             n = write_dir(os.path.join(args.out, t), blobs)

@@ -52,7 +52,7 @@ def kill_trials(name, cmd_for, check_new, d, final, trials, seed=7):
     durations = []
     for i in range(3):
         t0 = time.monotonic()
-        subprocess.run(cmd_for(i), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd_for(i), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         durations.append(time.monotonic() - t0)
     span = max(durations) * 1.2
     old_n = new_n = debris = 0

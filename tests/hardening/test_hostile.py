@@ -22,6 +22,7 @@ the only difference, printed in the summary.
 import argparse
 import glob
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -45,19 +46,22 @@ def fail(msg):
     print("FAIL", msg, flush=True)
 
 
-def limits(sanitized):
+def limits(sanitized, writes):
     def apply():
         if not sanitized:
             resource.setrlimit(resource.RLIMIT_AS, (MEM, MEM))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))   # any write to a file kills (SIGXFSZ)
+        if not writes:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))   # any write to a file kills (SIGXFSZ)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
 
-def run(cmd, cwd, sanitized, timeout):
-    """Runs cmd under the limits; returns (returncode, stdout, stderr, seconds)."""
+def run(cmd, cwd, sanitized, timeout, writes=False):
+    """Runs cmd under the limits; returns (returncode, stdout, stderr, seconds).
+    A reader (writes=False) may not write a byte to any file."""
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limits(sanitized))
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=limits(sanitized, writes))
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -152,33 +156,86 @@ def check_sweeps(check, work, cwd, sanitized):
             fail("%s %s: status %d %s" % (job[0], os.path.basename(job[1]), rc, err.strip()[-300:]))
 
 
+def error_names():
+    """The stable error code names, from docs/errors.md."""
+    text = open(os.path.join(ROOT, "docs", "errors.md")).read()
+    return set(re.findall(r"^\| *\d+ *\| `([a-z_]+)` \|", text, re.M))
+
+
+# Known problems of the tools on this corpus, each with its reason: reported
+# as XFAIL (an XFAIL that passes is reported as XPASS: remove it once fixed).
+MEMORY = "libckpt's default limits let 10^6 pickle values (~280 MB at ~260 bytes each) through: " \
+         "'out of memory' instead of a typed limit_exceeded (docs/security.md, Known limitations)"
+TOOL_XFAIL = {
+    ("ckpt-info", "nested_lists.pkl"): MEMORY,
+    ("ckpt-info", "nested_dicts.pkl"): MEMORY,
+    ("ckpt-convert", "nested_lists.pkl"): MEMORY,
+    ("ckpt-convert", "nested_dicts.pkl"): MEMORY,
+    ("ckpt-diff", "nested_lists.pkl"): MEMORY,
+    ("ckpt-diff", "nested_dicts.pkl"): MEMORY,
+    ("ckpt-info", "billion_laughs_tensors.pt"):
+        "describing 10^30 paths to one tensor walks the default 2,000,000-node budget: over 1 s",
+    ("ckpt-convert", "crc_mismatch_storage.pt"):
+        "ckpt-convert copies a stored record without checking its CRC-32: the damaged payload is written "
+        "to a new file with a fresh, valid CRC (exit 0)",
+}
+# Memo bombs are valid pickles: a tool may describe their shared structure
+# without expanding it (exit 0), within the time bound.
+TOOL_MAY_OPEN = {"billion_laughs.pkl", "billion_laughs_tensors.pt"}
+
+
+def tool_cmd(name, exe, path, out_dir):
+    if name == "ckpt-convert":
+        return [exe, path, os.path.join(out_dir, "out.pt")], True
+    if name == "ckpt-diff":
+        return [exe, path, path], False
+    return [exe, "--verify", path], False
+
+
 def check_tools(tools, cases, work, sanitized, max_s):
-    """Every tool on every hostile file: exit 2 (a typed error), in time and memory, writing nothing."""
+    """Every tool on every hostile file: a typed error (exit 2; ckpt-info
+    --verify may say 1, "a problem was found"), in time and memory, nothing
+    written, nothing left behind."""
+    names = error_names()
     for name, exe in tools:
         out_dir = os.path.join(work, "tool-out-" + name)
         os.makedirs(out_dir)
-        bad = 0
+        bad = xfail = n = 0
         slowest = (0.0, "")
         for cname, path, allowed, note in cases:
-            if allowed == {"ok"}:
+            if "ok" in allowed:  # opening it is right: not a hostile file for a tool
                 continue
-            if name == "ckpt-convert":
-                cmd = [exe, path, os.path.join(out_dir, "out.safetensors")]
-            elif name == "ckpt-diff":
-                cmd = [exe, path, path]
-            else:
-                cmd = [exe, path]
-            rc, out, err, secs = run(cmd, out_dir, sanitized, 60)
+            n += 1
+            cmd, writes = tool_cmd(name, exe, path, out_dir)
+            rc, out, err, secs = run(cmd, out_dir, sanitized, 60, writes)
             slowest = max(slowest, (secs, cname))
-            if rc != 2 or secs > max_s:
-                bad += 1
-                fail("%s %s: exit %d in %.2f s (want 2): %s" % (name, cname, rc, secs, (err or out).strip()[-300:]))
-            if os.listdir(out_dir):
-                fail("%s %s: left %s" % (name, cname, os.listdir(out_dir)))
+            # The message ends in "(...; <code>)" or "(<code>)" (docs/cli.md).
+            codes = set(re.findall(r"[(; ]([a-z_]+)\)\s*$", out + "\n" + err, re.M)) & names
+            ok_rc = {1, 2} if name == "ckpt-info" else {2}
+            opened = rc == 0 and cname in TOOL_MAY_OPEN
+            problems = []
+            if rc not in ok_rc and not opened:
+                problems.append("exit %d" % rc)
+            if not codes and not opened:
+                problems.append("no typed error code in its message")
+            if secs > max_s:
+                problems.append("%.2f s" % secs)
+            left = os.listdir(out_dir)
+            if left:
+                problems.append("left %s" % left)
                 shutil.rmtree(out_dir)
                 os.makedirs(out_dir)
-        print("%s: %d hostile files, %d bad; slowest %.2f s (%s)" % (name, len(cases), bad, slowest[0], slowest[1]),
-              flush=True)
+            key = (name, cname)
+            if problems and key in TOOL_XFAIL:
+                xfail += 1
+                print("XFAIL %s %s: %s (%s)" % (name, cname, ", ".join(problems), TOOL_XFAIL[key]), flush=True)
+            elif problems:
+                bad += 1
+                fail("%s %s: %s: %s" % (name, cname, ", ".join(problems), (err or out).strip()[-300:]))
+            elif key in TOOL_XFAIL:  # fixed, or fast enough this time: say so, do not fail
+                print("XPASS %s %s: passes now (remove it from TOOL_XFAIL once fixed)" % key, flush=True)
+        print("%s: %d hostile files, %d failed, %d known (XFAIL); slowest %.2f s (%s)" % (
+            name, n, bad, xfail, slowest[0], slowest[1]), flush=True)
 
 
 def main():
