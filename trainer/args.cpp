@@ -1,6 +1,7 @@
 // trainer/args.cpp - flag table, parsing and precedence (see args.hpp).
 #include "args.hpp"
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -58,7 +59,7 @@ constexpr Flag kFlags[] = {
     {"non_verbose", Type::switch_, false, "0", "1: no progress bar or progress lines"},
     {"num_threads", Type::integer, false, "0", "intra-op threads (0: 1 for mnistmlp, all cores for resnet18)"},
     {"results_json", Type::text, false, "(none)", "write the final results and samples/s as JSON here"},
-    {"download_cache", Type::text, false, "(~/.cache/ckpt-train)", "cache folder for --loadcheck URLs"},
+    {"download_cache", Type::text, false, "($XDG_CACHE_HOME/ckpt or ~/.cache/ckpt)", "cache folder for --loadcheck URLs"},
 };
 
 const Flag* find_flag(std::string_view name) {
@@ -258,8 +259,9 @@ Options resolve_options(const ParsedCli& cli, const Value* ck) {
     throw UsageError("unknown backbone '" + o.backbone + "' (mnistmlp, resnet18)");
   if (o.n_epochs == 0) o.n_epochs = ds->n_epochs;
   if (o.batch_size == 0) o.batch_size = ds->batch_size;
-  if (o.n_tasks == 0) o.n_tasks = std::string(ds->setting) == "domain-il" ? ds->n_tasks : ds->n_tasks;
-  if (std::string(ds->setting) != "domain-il" && cli.values.count("n_tasks"))
+  const bool domain_il = std::string(ds->setting) == "domain-il";
+  if (o.n_tasks == 0 || !domain_il) o.n_tasks = ds->n_tasks;
+  if (!domain_il && cli.values.count("n_tasks"))
     throw UsageError("--n_tasks applies to perm-mnist and rot-mnist only");
   if (!(o.lr > 0)) throw UsageError("--lr is required (a positive learning rate)");
   if (is_rehearsal(o.model)) {
@@ -285,7 +287,7 @@ Options resolve_options(const ParsedCli& cli, const Value* ck) {
     throw UsageError("--source must be fashion-mnist or mnist, got '" + o.source + "'");
   if (o.max_samples_per_task < 0) throw UsageError("--max_samples_per_task must be >= 0");
   if (o.joint) {
-    if (std::string(ds->setting) == "domain-il")
+    if (domain_il)
       throw UsageError("--joint 1 applies to class-il datasets only (as in Mammoth)");
     if (o.start_from || o.stop_after)
       throw UsageError("--joint 1 trains a single task: --start_from/--stop_after do not apply");

@@ -44,6 +44,8 @@ class ContinualDataset {
   bool class_il() const noexcept { return class_il_; }
   /// Classes seen once task t has been trained (Mammoth's get_offsets(t)[1]).
   int seen_classes(int t) const noexcept { return class_il_ ? cpt_ * (t + 1) : cpt_; }
+  /// Values per image: 784 (1x28x28) or 3072 (3x32x32).
+  int64_t image_numel() const noexcept { return cifar_ ? 3072 : 784; }
 
   TaskSet train_task(int t) const;
   TaskSet test_task(int t) const;

@@ -446,8 +446,11 @@ bool Trainer::train_task(int t) {
   const std::string task_label = opt_.joint ? std::string("joint") : "task " + std::to_string(t + 1) + "/" + std::to_string(data_->n_tasks());
   for (; epoch_ < opt_.n_epochs; ++epoch_) {
     if (!perm_.defined()) {
-      // torch's RandomSampler: randperm(n) per epoch, then one more randperm
-      // for the (empty) remainder; both consume the generator.
+      // What iterating torch's DataLoader(shuffle=True, generator=g) draws
+      // from g each epoch: the iterator's base seed (random_ of an int64),
+      // RandomSampler's randperm(n), and one more randperm for the (empty)
+      // remainder. Same draws, same order as Mammoth's loaders.
+      (void)at::empty({}, at::kLong).random_(shuffle_gen_);
       perm_ = at::randperm(n, shuffle_gen_, at::kLong);
       (void)at::randperm(n, shuffle_gen_, at::kLong);
     }
@@ -783,9 +786,20 @@ void Trainer::restore(const Checkpoint& ck) {
   if (is_rehearsal(opt_.model)) {
     if (const Value* b = root.get("buffer"); b && b->is_dict() && b->get("examples")) {
       at::Tensor ex = to_torch(b->at("examples").tensor());
-      if (ex.size(0) != buf_.capacity)
-        throw Error(ErrorCode::invalid_argument, "the buffer holds " + std::to_string(ex.size(0)) + " examples, --buffer_size is " +
-                                                     std::to_string(buf_.capacity), path, {}, Error::no_offset, "buffer/examples");
+      if (ex.dim() < 1 || ex.size(0) != buf_.capacity)
+        throw Error(ErrorCode::invalid_argument, "the buffer holds " + std::to_string(ex.dim() ? ex.size(0) : 0) +
+                                                     " examples, --buffer_size is " + std::to_string(buf_.capacity),
+                    path, {}, Error::no_offset, "buffer/examples");
+      const int64_t image = data_->image_numel();
+      if (ex.numel() != buf_.capacity * image)
+        throw Error(ErrorCode::invalid_argument, "buffer examples of " + std::to_string(ex.numel() / buf_.capacity) +
+                                                     " values each, " + opt_.dataset + " images have " + std::to_string(image),
+                    path, {}, Error::no_offset, "buffer/examples");
+      const bool need_labels = opt_.model != "der", need_logits = opt_.model != "er";
+      if ((need_labels && !b->get("labels")) || (need_logits && !b->get("logits")))
+        throw Error(ErrorCode::invalid_argument, std::string("--model ") + opt_.model + " needs buffer " +
+                                                     (need_labels && !b->get("labels") ? "labels" : "logits") +
+                                                     ", the checkpoint's buffer has none", path, {}, Error::no_offset, "buffer");
       buf_.examples = ex.to(at::kFloat);
       if (const Value* l = b->get("labels")) buf_.labels = to_torch(l->tensor()).to(at::kLong);
       if (const Value* l = b->get("logits")) buf_.logits = to_torch(l->tensor()).to(at::kFloat);
@@ -930,18 +944,9 @@ int run(const ParsedCli& cli) {
     loaded_from = path;
 #ifdef CKPT_TRAIN_HAVE_DOWNLOAD
     if (is_url(path)) {
-      DownloadOptions dl;
-      auto c = cli.values.find("download_cache");
-      if (c != cli.values.end()) {
-        dl.cache_dir = c->second;
-      } else {
-        const char* home = std::getenv("XDG_CACHE_HOME");
-        dl.cache_dir = home ? std::string(home) + "/ckpt-train" : std::string(std::getenv("HOME") ? std::getenv("HOME") : ".") + "/.cache/ckpt-train";
-      }
-      dl.max_bytes = 8ull << 30;
-      dl.connect_timeout_s = 30;
-      dl.idle_timeout_s = 60;
-      dl.progress = !cli.values.count("non_verbose") && isatty(STDERR_FILENO);
+      DownloadOptions dl;  // cache folder, size limit and timeouts: docs/download.md
+      if (auto c = cli.values.find("download_cache"); c != cli.values.end()) dl.cache_dir = c->second;
+      dl.progress = !cli.values.count("non_verbose");
       path = fetch(path, dl);
     }
 #else

@@ -1,0 +1,161 @@
+// Unit tests of the LibTorch <-> libckpt bridge and the backbones' key sets.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "bridge.hpp"
+#include "ckpt/checkpoint.hpp"
+#include "ckpt/error.hpp"
+#include "model.hpp"
+
+// c10 pulls in glog, whose CHECK macros would shadow doctest's.
+#undef CHECK
+#undef CHECK_EQ
+#undef CHECK_NE
+#undef CHECK_LT
+#undef CHECK_LE
+#undef CHECK_GT
+#undef CHECK_GE
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+using namespace ckpt::train;
+namespace fs = std::filesystem;
+
+namespace {
+std::string temp_file(const char* name) {
+  return (fs::temp_directory_path() / (std::string("ckpt_bridge_") + std::to_string(getpid()) + "_" + name)).string();
+}
+}  // namespace
+
+TEST_CASE("aliases and views share one storage, in memory and in the file") {
+  at::Tensor base = at::arange(12, at::kFloat).reshape({3, 4});
+  at::Tensor view = base.narrow(0, 1, 2);  // storage offset 4
+  ckpt::Document doc;
+  TensorExporter ex(doc);
+  ckpt::Value* root = doc.ordered_dict();
+  root->set("a", ex.tensor(base));
+  root->set("alias", ex.tensor(base));
+  root->set("view", ex.tensor(view));
+  CHECK(root->at("a").tensor().storage == root->at("alias").tensor().storage);
+  CHECK(root->at("view").tensor().storage == root->at("a").tensor().storage);
+  CHECK(root->at("view").tensor().storage_offset == 4);
+  // zero-copy: the ckpt storage is the at::Tensor's memory
+  CHECK(root->at("a").tensor().storage->bytes().data() == base.data_ptr());
+
+  const std::string path = temp_file("alias.pt");
+  ckpt::save(path, *root);
+  auto ck = ckpt::Checkpoint::open(path);
+  CHECK(ck.storages().size() == 1);
+  at::Tensor back = to_torch(ck.root().at("view").tensor());
+  CHECK(at::equal(back, view));
+  fs::remove(path);
+}
+
+TEST_CASE("copy_into checks shapes and kinds, naming the key") {
+  at::Tensor dst = at::zeros({2, 3});
+  ckpt::Tensor src = ckpt::Tensor::from_bytes(ckpt::DType::float32, {3, 2}, std::vector<uint8_t>(24, 0));
+  CHECK_THROWS_WITH_AS(copy_into(dst, src, "model/net.fc1.weight"),
+                       doctest::Contains("(model/net.fc1.weight): shape [3, 2] in the checkpoint, the model has [2, 3]"),
+                       ckpt::Error);
+  std::vector<uint8_t> bytes(6 * 8);
+  int64_t* v = reinterpret_cast<int64_t*>(bytes.data());
+  for (int i = 0; i < 6; ++i) v[i] = i;
+  ckpt::Tensor ints = ckpt::Tensor::from_bytes(ckpt::DType::int64, {2, 3}, bytes);
+  CHECK_THROWS_AS(copy_into(dst, ints, "k"), ckpt::Error);
+  at::Tensor idst = at::zeros({2, 3}, at::kInt);  // int64 -> int32 converts
+  copy_into(idst, ints, "k");
+  CHECK(idst[1][2].item<int>() == 5);
+}
+
+TEST_CASE("optimizer state round-trips (SGD momentum, Adam)") {
+  for (const char* kind : {"sgd", "adam"}) {
+    CAPTURE(kind);
+    at::Tensor p = at::ones({4}).requires_grad_(true);
+    Optimizer opt(kind, {p}, 0.1, 0.9, 0.01, false);
+    for (int i = 0; i < 3; ++i) {
+      opt.zero_grad();
+      (p * p).sum().backward();
+      opt.step();
+    }
+    ckpt::Document doc;
+    TensorExporter ex(doc);
+    ckpt::Value* v = optimizer_value(ex, opt);
+    const ckpt::Value& group = v->at("param_groups").at(0);
+    CHECK(group.at("params").size() == 1);
+    CHECK(group.items().back().first->as_str() == "params");  // torch packs 'params' last
+    Optimizer back(kind, {p}, 0.5, 0.9, 0.01, false);
+    load_optimizer(back, *v);
+    CHECK(back.lr == doctest::Approx(0.1));
+    if (std::string(kind) == "sgd") {
+      CHECK(at::equal(back.momentum_buffer[0], opt.momentum_buffer[0]));
+    } else {
+      CHECK(back.step_count[0].item<float>() == 3.0f);
+      CHECK(at::equal(back.exp_avg_sq[0], opt.exp_avg_sq[0]));
+    }
+    Optimizer wrong(std::string(kind) == "sgd" ? "adam" : "sgd", {p}, 0.1, 0.9, 0, false);
+    CHECK_THROWS_AS(load_optimizer(wrong, *v), ckpt::Error);
+  }
+}
+
+TEST_CASE("schedulers follow torch's recursions and round-trip") {
+  at::Tensor p = at::ones({1}).requires_grad_(true);
+  Optimizer opt("sgd", {p}, 1.0, 0, 0, false);
+  Scheduler s("multisteplr", opt, {2, 2, 4}, 0.5, 0);
+  CHECK(s.last_epoch == 0);
+  CHECK(s.step_count == 1);
+  CHECK(opt.initial_lr == 1.0);
+  s.step(opt);
+  s.step(opt);  // epoch 2 counts twice: lr * 0.5^2
+  CHECK(opt.lr == 0.25);
+  ckpt::Document doc;
+  ckpt::Value* v = scheduler_value(doc, &s);
+  CHECK(v->at("milestones").type_name() == "collections.Counter");
+  Scheduler back = load_scheduler(*v);
+  CHECK(back.milestones == s.milestones);
+  CHECK(back.last_epoch == 2);
+  CHECK(back.last_lr == s.last_lr);
+
+  Optimizer opt2("sgd", {p}, 0.1, 0, 0, false);
+  Scheduler c("cosine", opt2, {}, 0.1, 4);
+  for (int i = 0; i < 4; ++i) c.step(opt2);
+  CHECK(opt2.lr == doctest::Approx(0.0).epsilon(1e-12));
+  CHECK(scheduler_value(doc, nullptr)->is_none());
+}
+
+TEST_CASE("generator state round-trips") {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(42);
+  ckpt::Document doc;
+  TensorExporter ex(doc);
+  ckpt::Value* v = generator_value(ex, g);
+  CHECK(v->tensor().dtype == ckpt::DType::uint8);
+  at::Tensor first = at::randperm(100, g, at::kLong);
+  at::Generator h = at::make_generator<at::CPUGeneratorImpl>(7);
+  load_generator(h, *v, "rng");
+  CHECK(at::equal(at::randperm(100, h, at::kLong), first));
+}
+
+TEST_CASE("backbones: Mammoth's keys, aliases and parameter order") {
+  auto mlp = make_backbone("mnistmlp", 10, 100);
+  REQUIRE(mlp->state().size() == 16);
+  CHECK(mlp->parameters().size() == 6);
+  CHECK(mlp->state()[10].name == "net.0.0.weight");
+  std::set<const void*> storages;
+  for (const NamedTensor& nt : mlp->state()) storages.insert(nt.tensor.data_ptr());
+  CHECK(storages.size() == 6);
+  CHECK(mlp->forward(at::zeros({3, 1, 28, 28})).sizes() == at::IntArrayRef({3, 10}));
+
+  auto rn = make_backbone("resnet18", 10, 64);
+  CHECK(rn->state().size() == 122);
+  CHECK(rn->parameters().size() == 62);
+  int64_t n = 0;
+  for (const NamedTensor& p : rn->parameters()) n += p.tensor.numel();
+  CHECK(n == 11173962);
+  CHECK(rn->state()[0].name == "conv1.weight");
+  CHECK(rn->state().back().name == "classifier.bias");
+  CHECK(rn->is_classifier_key("classifier.weight"));
+}
