@@ -90,12 +90,19 @@ void advise_pages(const uint8_t* p, uint64_t n, int advice) noexcept {
 constexpr int kMadvPopulateRead = 22;  // MADV_POPULATE_READ; Debian 12's headers predate it
 }  // namespace
 
-void Storage::release_pages() const noexcept {
-  if (mapped_ && data_ && nbytes_ > 0) advise_pages(data_, nbytes_, MADV_DONTNEED);
+void Storage::release_pages(uint64_t offset, uint64_t length) const noexcept {
+  if (!mapped_ || !data_ || offset >= nbytes_) return;
+  advise_pages(data_ + offset, std::min(length, nbytes_ - offset), MADV_DONTNEED);
 }
 
-void Storage::prefetch_pages() const noexcept {
-  if (mapped_ && data_ && nbytes_ > 0) advise_pages(data_, nbytes_, kMadvPopulateRead);
+void Storage::prefetch_pages(uint64_t offset, uint64_t length) const noexcept {
+  if (!mapped_ || !data_ || offset >= nbytes_) return;
+  // Whole pages around the range: populating never drops anything.
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t n = std::min(length, nbytes_ - offset);
+  uintptr_t lo = reinterpret_cast<uintptr_t>(data_ + offset) & ~(page - 1);
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(data_ + offset + n) + page - 1) & ~(page - 1);
+  ::madvise(reinterpret_cast<void*>(lo), hi - lo, kMadvPopulateRead);
 }
 
 std::span<const uint8_t> Storage::bytes() const {

@@ -289,28 +289,97 @@ void TensorStats::finish() noexcept {
                    : std::numeric_limits<double>::quiet_NaN();
 }
 
+namespace {
+
+// The common case: every value finite. Sums run in four lanes (independent
+// additions the CPU overlaps); a NaN or Inf anywhere makes the sum non-finite,
+// which sends the run to the exact path below.
+struct FastPass {
+  double sum = 0, lo = 0, hi = 0;
+  uint64_t zeros = 0;
+};
+
+FastPass fast_pass(const double* v, size_t n) noexcept {
+  double s[4] = {0, 0, 0, 0}, lo[4], hi[4];
+  uint64_t z[4] = {0, 0, 0, 0};
+  for (int k = 0; k < 4; ++k) lo[k] = hi[k] = v[0];
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) {
+      double x = v[i + k];
+      s[k] += x;
+      lo[k] = x < lo[k] ? x : lo[k];
+      hi[k] = x > hi[k] ? x : hi[k];
+      z[k] += x == 0;
+    }
+  for (; i < n; ++i) {
+    s[0] += v[i];
+    lo[0] = v[i] < lo[0] ? v[i] : lo[0];
+    hi[0] = v[i] > hi[0] ? v[i] : hi[0];
+    z[0] += v[i] == 0;
+  }
+  FastPass f;
+  f.sum = (s[0] + s[1]) + (s[2] + s[3]);
+  f.lo = std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+  f.hi = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]));
+  f.zeros = z[0] + z[1] + z[2] + z[3];
+  return f;
+}
+
+// Squared deviations from `mean` of the finite values / scale, with the
+// compensation term of the corrected two-pass algorithm.
+double deviations(const double* v, size_t n, double mean, double scale, uint64_t finite, bool all_finite) noexcept {
+  double m2[4] = {0, 0, 0, 0}, c[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  if (all_finite && scale == 1.0) {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; ++k) {
+        double d = v[i + k] - mean;
+        m2[k] += d * d;
+        c[k] += d;
+      }
+  }
+  for (; i < n; ++i) {
+    double d = std::isfinite(v[i]) ? v[i] / scale - mean : 0.0;
+    m2[0] += d * d;
+    c[0] += d;
+  }
+  double sq = (m2[0] + m2[1]) + (m2[2] + m2[3]), comp = (c[0] + c[1]) + (c[2] + c[3]);
+  return std::max(0.0, sq - comp * comp / static_cast<double>(finite));
+}
+
+}  // namespace
+
 TensorStats stats_of(std::span<const double> values) noexcept {
   TensorStats s;
-  s.count = values.size();
-  double sum = 0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  uint64_t finite = 0, zeros = 0;
-  for (double v : values) {
-    bool f = std::isfinite(v);
-    finite += f;
-    zeros += v == 0;
-    sum += f ? v : 0.0;
-    lo = f && v < lo ? v : lo;
-    hi = f && v > hi ? v : hi;
-  }
-  s.zeros = zeros;
-  s.finite = finite;
-  if (finite != values.size())
-    for (double v : values) {
-      s.nan += std::isnan(v);
-      s.posinf += v == std::numeric_limits<double>::infinity();
-      s.neginf += v == -std::numeric_limits<double>::infinity();
+  const size_t n = values.size();
+  s.count = n;
+  if (n == 0) return s;
+  const double* v = values.data();
+  FastPass f = fast_pass(v, n);
+  bool all_finite = std::isfinite(f.sum);
+  double sum = f.sum, lo = f.lo, hi = f.hi;
+  if (!all_finite) {  // NaN, Inf, or a sum that overflowed: one exact pass
+    sum = 0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    uint64_t zeros = 0;
+    for (size_t i = 0; i < n; ++i) {
+      double x = v[i];
+      bool fin = std::isfinite(x);
+      s.finite += fin;
+      zeros += x == 0;
+      s.nan += std::isnan(x);
+      s.posinf += x == std::numeric_limits<double>::infinity();
+      s.neginf += x == -std::numeric_limits<double>::infinity();
+      sum += fin ? x : 0.0;
+      lo = fin && x < lo ? x : lo;
+      hi = fin && x > hi ? x : hi;
     }
-  if (finite == 0) return s;
+    f.zeros = zeros;
+  } else {
+    s.finite = n;
+  }
+  s.zeros = f.zeros;
+  if (s.finite == 0) return s;
   s.min = lo, s.max = hi;
   // Values near DBL_MAX overflow the sum: work on values divided by the
   // largest magnitude (m2 may still be +inf when the spread is that large).
@@ -318,18 +387,11 @@ TensorStats stats_of(std::span<const double> values) noexcept {
   if (!std::isfinite(sum)) {
     scale = std::max(std::fabs(lo), std::fabs(hi));
     sum = 0;
-    for (double v : values) sum += std::isfinite(v) ? v / scale : 0.0;
+    for (size_t i = 0; i < n; ++i) sum += std::isfinite(v[i]) ? v[i] / scale : 0.0;
   }
-  const double n = static_cast<double>(finite);
-  const double mean = sum / n;
-  double m2 = 0, comp = 0;  // the corrected two-pass algorithm: squared deviations and their compensation
-  for (double v : values) {
-    double d = std::isfinite(v) ? v / scale - mean : 0.0;
-    m2 += d * d;
-    comp += d;
-  }
+  const double mean = sum / static_cast<double>(s.finite);
   s.mean = mean * scale;
-  s.m2 = std::max(0.0, m2 - comp * comp / n) * scale * scale;
+  s.m2 = deviations(v, n, mean, scale, s.finite, all_finite) * scale * scale;
   return s;
 }
 

@@ -90,11 +90,21 @@ void compute_all_stats(Report& r, const Options& opt) {
   tools::parallel_for(items.size(), [&](size_t i) {
     const Item& it = items[i];
     const Tensor& t = views[it.view].value->tensor();
+    // A contiguous range of a mapped file: map its pages in one call before
+    // reading and drop them after, so memory stays at a few ranges per thread.
+    const uint64_t es = static_cast<uint64_t>(dtype_size(t.dtype));
+    const bool ranged = t.storage && t.is_contiguous();
+    const uint64_t at = (static_cast<uint64_t>(t.storage_offset) + it.first) * es, len = it.count * es;
     try {
+      if (ranged) {
+        (void)t.storage->bytes();
+        t.storage->prefetch_pages(at, len);
+      }
       parts[i] = tools::compute_stats(t, it.first, it.count);
     } catch (const Error& e) {
       errors[i] = e.detail();
     }
+    if (ranged) t.storage->release_pages(at, len);
     if (t.storage && --pending.find(t.storage.get())->second == 0) t.storage->release_pages();
     std::lock_guard lock(progress_mu);
     progress.advance(it.count * static_cast<uint64_t>(dtype_size(t.dtype)));

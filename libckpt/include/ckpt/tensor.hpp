@@ -72,10 +72,12 @@ class Storage {
   /// Drops this storage's whole pages from the process's resident set (the
   /// page cache keeps them; the next access faults them back in). Only for
   /// mapped() storages; a no-op otherwise. Used by streaming writers.
-  void release_pages() const noexcept;
+  /// With a byte range: only the whole pages inside [offset, offset + length).
+  void release_pages(uint64_t offset = 0, uint64_t length = UINT64_MAX) const noexcept;
   /// Maps all of a mapped() storage's pages in one call (MADV_POPULATE_READ,
   /// Linux 5.14+; a no-op elsewhere) instead of a fault per 64 KiB read.
-  void prefetch_pages() const noexcept;
+  /// With a byte range: the pages that hold [offset, offset + length).
+  void prefetch_pages(uint64_t offset = 0, uint64_t length = UINT64_MAX) const noexcept;
 
   // Internal setters used by the readers.
   void set_big_endian(bool b) noexcept { big_endian_ = b; }
