@@ -82,12 +82,22 @@ int main(int argc, char** argv) {
                "(by whole component), parameters and buffers, aliases dropped, wrappers (module., _orig_mod.) removed");
   app.add_flag("--keep-aliases", o.keep_aliases, "with --backbone: keep alias keys that share a tensor with an earlier key");
   app.add_flag("--drop-classifier", o.drop_classifier, "drop the head (modules named classifier; else fc or head) and its aliases");
-  app.add_option("--classifier", o.classifier_names, "module name of the head for --drop-classifier (repeatable)");
+  app.add_option("--classifier", o.classifier_names, "module name of the head for --drop-classifier (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
   app.add_option("--strip-prefix", o.strip_prefix,
                  "auto: remove module. (DataParallel/DDP) and _orig_mod. (torch.compile) wherever they stand as whole "
-                 "components; PREFIX: remove a leading prefix (repeated until none applies); none: strip nothing")
-      ->expected(1, -1);
-  app.add_option("--rename", renames, "FROM=TO: rename leading whole components (repeatable; first match wins)");
+                 "components; PREFIX: remove a leading prefix (repeated until none applies); none: strip nothing. "
+                 "Repeat the option or separate values with commas: --strip-prefix auto,model.")
+      ->delimiter(',')
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  app.add_option("--rename", renames, "FROM=TO: rename leading whole components (repeatable; first match wins)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
   app.add_option("--dtype", dtype, "cast floating tensors: f16, bf16 or f32 (round to nearest even, as torch)");
   app.add_option("--compress", compress, "h5: none, gzip[:0-9] (default gzip:1, with shuffle), zstd[:1-22] (HDF5 filter 32015, default level 3); pt.zst: the zstd level (default 3)");
   app.add_option("--bf16", bf16, "h5: store bfloat16 as f32 (default, lossless) or raw (uint16 bits + attribute)")
