@@ -18,6 +18,7 @@ tests/pylib/mammoth_ref.py (mammoth.md §1.2, §1.3, §1.6). Files:
   sgd_seq-cifar10_None_0_50_20260101-120000_deadbeef_last.pt
         Mammoth safe mode: CIFAR ResNet-18 (nf=4, Mammoth's key names), 5 tasks
   derpp_..._2.pt.zst       the first file, zstd-compressed (needs /usr/bin/zstd)
+  mammoth_export.{h5,safetensors}  the first file exported by ckpt-convert (with --convert)
   legacy_mlp.pt            the MLP state dict in the legacy (< 1.6) stream
   plain_state_dict.pt      f32/f16/bf16/f64/int8/bool tensors, NaN/Inf/zeros, all-NaN, a transposed view
   dataparallel.pt          nn.DataParallel(...).state_dict(): every key under module.
@@ -294,6 +295,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('out')
     ap.add_argument('--stamp', help='file to touch when every fixture is written (for meson)')
+    ap.add_argument('--convert', help='ckpt-convert: also export the first file as HDF5 and safetensors')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(1)
@@ -311,6 +313,10 @@ def main():
     evil(a.out)
     if shutil.which('zstd'):
         subprocess.run(['zstd', '-q', '-f', '-19', first, '-o', first + '.zst'], check=True)
+    if a.convert:
+        for ext in ('h5', 'safetensors'):
+            subprocess.run([a.convert, '-q', '--force', '--no-fsync', first, os.path.join(a.out, 'mammoth_export.' + ext)],
+                           check=True)
     if a.stamp:
         with open(a.stamp, 'w') as f:
             f.write('fixtures in %s\n' % a.out)

@@ -27,6 +27,8 @@ CASES = [
     ('mammoth_safe_tree', ['--tree', '--depth', '2', M], 'fx', {}),
     ('mammoth_safe_globals_verify', ['--globals', '--verify', M], 'fx', {}),
     ('mammoth_safe_zst', [M + '.zst'], 'fx', {}),
+    ('export_hdf5', ['mammoth_export.h5'], 'fx', {}),
+    ('export_safetensors', ['--stats', 'mammoth_export.safetensors'], 'fx', {}),
     ('mammoth_old_pickle_globals', ['--globals', OLD], 'fx', {}),
     ('mammoth_resnet18_folded', [RES], 'fx', {}),
     ('legacy', ['legacy_mlp.pt'], 'fx', {}),

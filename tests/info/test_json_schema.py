@@ -89,6 +89,7 @@ RUNS = [
     ['lightning.ckpt'], ['--stats', 'adam_state.pt'], ['control_chars.pt'], ['scripted.pt'],
     ['--verify', 'corrupt_crc.pt'], ['truncated.pt', 'download.pt', 'lfs_pointer.pt', 'empty.pt', 'nope.pt'],
     ['--globals', 'evil_zip.pt', 'evil_reduce.pkl'], ['evil_zip.pt'],
+    ['--stats', '--verify', 'mammoth_export.h5'], ['--stats', '--tree', 'mammoth_export.safetensors'],
 ]
 
 CORPUS_SAMPLE = ['burn/examples/mnist__burn-import-2024.pt', 'burn/reader/tar_multi_dtype.tar',

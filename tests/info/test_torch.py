@@ -147,6 +147,18 @@ def main():
                  for v in model.values()}
         c.eq(j['model']['numel'], sum(v.numel() for v in views.values()), f + ' model numel over distinct views')
         c.eq(j['model']['views'], len(views), f + ' distinct views')
+    # The HDF5 and safetensors exports (ckpt-convert) show the same model.
+    _, ref, _ = it.run_json(['--stats', it.MAMMOTH])
+    keep = ('name', 'dtype', 'shape', 'numel', 'alias_of', 'same_view', 'stats')
+    want = [{k: r[k] for k in keep} for r in ref['files'][0]['model']['rows']]
+    for f in ('mammoth_export.h5', 'mammoth_export.safetensors'):
+        if not os.path.exists(os.path.join(it.FIXTURES, f)):
+            print('note: %s not built (no ckpt-convert)' % f)
+            continue
+        code, doc, _ = it.run_json(['--stats', f])
+        c.eq(code, 0, f + ' exit code')
+        got = [{k: r[k] for k in keep} for r in doc['files'][0]['model']['rows']]
+        c.check(got == want, f + ': model rows (names, dtypes, shapes, aliases, statistics) differ from the .pt')
     c.finish()
 
 

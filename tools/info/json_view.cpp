@@ -325,8 +325,12 @@ json refused_json(const Refusal& r) {
 std::string weights_only_reason(const Report& r) {
   Container c = r.format.container;
   if (c == Container::torchscript) return "torch.load(weights_only=True) refuses TorchScript archives (torch.jit.load runs their code)";
+  if (c == Container::safetensors || c == Container::hdf5)
+    return std::string("torch.load cannot read ") + container_name(c) + " (`ckpt-convert` turns it back into a .pt)";
+  if (c == Container::legacy_tar)
+    return "torch.load(weights_only=True) refuses the legacy TAR layout (a plain torch.load reads it, running its pickle)";
   if (c != Container::torch_zip && c != Container::legacy_stream)
-    return std::string("torch.load reads torch zip and legacy files, not a ") + container_name(c);
+    return std::string("not a torch.save file but a ") + container_name(c) + " (pickle.load, not torch.load)";
   if (r.weights_only) return "";
   std::string bad;
   size_t n = 0;

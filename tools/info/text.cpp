@@ -116,7 +116,8 @@ class TextView {
       parts.push_back("root '" + escape(f.root) + "'");
       if (!f.version.empty()) parts.push_back("version " + escape(f.version));
     }
-    if (f.pickle_protocol) parts.push_back("pickle protocol " + std::to_string(f.pickle_protocol));
+    bool pickled = f.container != Container::safetensors && f.container != Container::hdf5;
+    if (f.pickle_protocol && pickled) parts.push_back("pickle protocol " + std::to_string(f.pickle_protocol));
     if (!f.little_endian) parts.push_back("big-endian data");
     if (f.trailing_bytes) parts.push_back(grouped(f.trailing_bytes) + " bytes after the pickle");
     return join(parts, ", ");
