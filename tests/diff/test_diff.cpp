@@ -194,6 +194,16 @@ TEST_CASE("compare_tensors: strided views, dtypes, and raw-byte identity") {
     Tensor b = tensor_of<uint16_t>(DType::bfloat16, {1}, {0x3f84});  // 1.03125
     CHECK(compare_tensors(a, b, 1, default_tolerance(DType::bfloat16)).mismatched == 1);
   }
+  SUBCASE("float8: decoded in C++, compared exactly (torch has no float8 tolerance)") {
+    Tensor a = tensor_of<uint8_t>(DType::float8_e4m3fn, {3}, {0x38, 0x40, 0x80});  // 1, 2, -0
+    Tensor b = tensor_of<uint8_t>(DType::float8_e4m3fn, {3}, {0x39, 0x40, 0x00});  // 1.125, 2, 0
+    Metrics x = compare_tensors(a, b, 3, default_tolerance(DType::float8_e4m3fn));
+    CHECK(x.max_abs == 0.125);
+    CHECK(x.mismatched == 1);  // -0 vs 0 matches
+    CHECK(x.differing == 2);
+    Tensor e = tensor_of<uint8_t>(DType::float8_e5m2, {1}, {0x3c});  // 1.0
+    CHECK(compare_tensors(e, e, 1, {}).bit_identical());
+  }
   SUBCASE("complex against real is refused") {
     Tensor c = tensor_of<float>(DType::complex64, {1}, {1, 2});
     CHECK_THROWS_AS(compare_tensors(c, f32({1}, {1}), 1, {}), ckpt::Error);

@@ -5,6 +5,8 @@ has an opinion (torch.testing.assert_close)."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import torch
 
@@ -164,6 +166,29 @@ def check_threads_deterministic(f, work):
     f.check(outs[0] == outs[1] == outs[2], 'the same JSON with 1, 2 and 3 threads')
 
 
+def check_mammoth_modes(f, work):
+    """A Mammoth MNISTMLP checkpoint (16 keys, 6 storages) in safe and old_pickle
+    mode (argparse.Namespace args, a pickled utils.buffer.Buffer), written by
+    tests/pylib/mammoth_ref.py: the same model, results and buffer."""
+    ref = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib', 'mammoth_ref.py')
+    if not os.path.exists(ref):
+        print('mammoth_ref.py absent: safe/old_pickle check skipped')
+        return
+    for mode in ('safe', 'old_pickle'):
+        subprocess.run([sys.executable, ref, 'write', '--arch', 'mnistmlp', '--out', os.path.join(work, mode + '.pt'),
+                        '--model', 'derpp', '--buffer-size', '20', '--seed', '3', '--mode', mode],
+                       check=True, capture_output=True)
+    rc, rep = run_json(['safe.pt', 'old_pickle.pt', '--section', 'model,results'], work)
+    f.check(rc == 0, f'safe vs old_pickle (model, results): exit {rc}')
+    t = rep['model']['tensors']
+    f.check(len(t) == 6 and sum(len(x['aliases']) for x in t) == 10, 'MNISTMLP: 6 tensors, 10 alias keys folded')
+    f.check(rep['results']['logger']['differs'] is False, 'logger means as str (safe) equal numbers (old_pickle)')
+    rc, rep = run_json(['safe.pt', 'old_pickle.pt', '--section', 'buffer'], work)
+    b = rep['buffer']
+    f.check(b['present'] == [True, True] and b['summary']['identical'] == b['summary']['compared'] > 0,
+            f'the old_pickle Buffer object\'s tensors are found and equal: {b["summary"]}')
+
+
 def main():
     work = workdir('all')
     with open(os.path.join(work, 'page.html.pt'), 'w') as fh:
@@ -174,6 +199,7 @@ def main():
         check_edge(f, work)
         check_exit_codes(f, work)
         check_threads_deterministic(f, work)
+        check_mammoth_modes(f, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     f.done('test_edge')

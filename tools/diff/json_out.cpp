@@ -287,6 +287,10 @@ json pair_body(const PairReport& r, const Options& o) {
   if (r.sections & sec_args) j["args"] = config_json(r.args);
   if (r.sections & sec_results) j["results"] = results_json(r.results);
   if (r.sections & sec_buffer) j["buffer"] = buffer_json(r.buffer, o);
+  if (r.sections & sec_extra) {
+    j["extra"] = model_json(r.extra, o);
+    j["extra"]["values"] = config_json(r.extra_values);
+  }
   return j;
 }
 

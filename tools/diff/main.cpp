@@ -56,8 +56,8 @@ int run(int argc, char** argv) {
       ->required()
       ->expected(2, 1 << 20);
   app.add_option("-s,--section", sections,
-                 "Sections to compare, comma-separated: model, optimizer, scheduler, args, results, buffer, all "
-                 "(default all)");
+                 "Sections to compare, comma-separated: model, optimizer, scheduler, args, results, buffer, extra "
+                 "(other top-level keys), all (default)");
   app.add_option("--rtol", rtol, "Relative tolerance for every dtype (default: assert_close's per dtype)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--atol", atol, "Absolute tolerance for every dtype (default: assert_close's per dtype)")

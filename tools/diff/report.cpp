@@ -19,6 +19,7 @@ const char* section_name(Section s) noexcept {
     case sec_args: return "args";
     case sec_results: return "results";
     case sec_buffer: return "buffer";
+    case sec_extra: return "extra";
     default: return "all";
   }
 }
@@ -41,7 +42,7 @@ unsigned parse_sections(const std::string& list) {
     if (name == "tensors") bit = sec_model;
     if (!bit)
       throw Error(ErrorCode::invalid_argument,
-                  "unknown section '" + name + "' (model, optimizer, scheduler, args, results, buffer, all)");
+                  "unknown section '" + name + "' (model, optimizer, scheduler, args, results, buffer, extra, all)");
     bits |= bit;
   }
   return bits ? bits : static_cast<unsigned>(sec_all);
@@ -69,6 +70,22 @@ Input load_input(const std::string& path) {
     in.model_title = "tensors";
   }
   if (in.model) in.named = collect(*in.model);
+  // Top-level keys outside the layout (only when the model is not the whole file).
+  if (in.model != &in.ck.root()) {
+    for (const std::string& key : in.schema.extra_keys) {
+      const Value* v = in.ck.root().get(key);
+      if (!v) continue;
+      for (Named& n : collect(*v)) {
+        n.key = n.key.empty() ? key : key + "/" + n.key;
+        n.orig = n.key;
+        in.extra.push_back(std::move(n));
+      }
+      for (auto& [k, val] : flatten(*v)) {
+        if (val.is_object() && val.contains("tensor")) continue;  // compared as tensors
+        in.extra_values.emplace_back(k.empty() ? key : key + "." + k, std::move(val));
+      }
+    }
+  }
   return in;
 }
 
@@ -98,6 +115,7 @@ bool PairReport::section_differs(Section s) const noexcept {
     case sec_args: return args.differs();
     case sec_results: return results.differs();
     case sec_buffer: return buffer.differs();
+    case sec_extra: return extra.differs() || extra_values.differs();
     default: return false;
   }
 }
@@ -111,6 +129,7 @@ bool PairReport::section_present(Section s) const noexcept {
     case sec_args: return args.present_a || args.present_b;
     case sec_results: return results.present_a || results.present_b;
     case sec_buffer: return buffer.present_a || buffer.present_b;
+    case sec_extra: return extra.present_a || extra.present_b;
     default: return false;
   }
 }
@@ -126,6 +145,8 @@ uint64_t model_bytes(const Input& a, const Input& b) {
   uint64_t n = 0;
   for (const auto& x : a.named) n += x.tensor->nbytes();
   for (const auto& x : b.named) n += x.tensor->nbytes();
+  for (const auto& x : a.extra) n += x.tensor->nbytes();
+  for (const auto& x : b.extra) n += x.tensor->nbytes();
   return n;
 }
 
@@ -186,6 +207,17 @@ PairReport diff_pair(const Input& a, const Input& b, const Options& opts, unsign
   if (sections & sec_args) r.args = diff_config(sa.args, sb.args);
   if (sections & sec_results) r.results = diff_results(sa.results, sb.results);
   if (sections & sec_buffer) r.buffer = diff_buffer(sa.buffer, sb.buffer, opts.policy);
+  if (sections & sec_extra) {
+    r.extra.present_a = !a.extra.empty() || !a.extra_values.empty();
+    r.extra.present_b = !b.extra.empty() || !b.extra_values.empty();
+    Matching m = match(a.extra, b.extra, [](std::string_view, DType) { return Category::other; });
+    r.extra.tensors = compare_pairs(m.pairs, opts.policy, progress);
+    sort_by_change(r.extra.tensors);
+    r.extra.only_a = std::move(m.only_a);
+    r.extra.only_b = std::move(m.only_b);
+    r.extra_values = diff_flat(&a.extra_values, &b.extra_values);
+    if (!r.extra.present_a && !r.extra.present_b) r.extra_values.present_a = r.extra_values.present_b = false;
+  }
   return r;
 }
 

@@ -17,9 +17,11 @@ namespace ckpt::tools::diff {
 /// The sections of a checkpoint, as --section names them.
 enum Section : unsigned {
   sec_model = 1, sec_optimizer = 2, sec_scheduler = 4, sec_args = 8, sec_results = 16, sec_buffer = 32,
-  sec_all = 63,
+  sec_extra = 64,  ///< top-level keys outside the recognised layout (a trainer's resume state, padding)
+  sec_all = 127,
 };
-inline constexpr Section kSections[] = {sec_model, sec_optimizer, sec_scheduler, sec_args, sec_results, sec_buffer};
+inline constexpr Section kSections[] = {sec_model, sec_optimizer, sec_scheduler, sec_args, sec_results, sec_buffer,
+                                        sec_extra};
 const char* section_name(Section s) noexcept;  ///< "model", "optimizer", ...
 /// "model,args" (or repeated flags joined by commas) -> bits; "all". Throws
 /// ckpt::Error(invalid_argument) on an unknown name.
@@ -48,6 +50,10 @@ struct Input {
   const Value* model = nullptr;
   std::string model_title = "model";
   std::vector<Named> named;  ///< the model's tensors, keys after --strip-prefix
+  /// Tensors under top-level keys the layout does not explain ("pad/pad.0"),
+  /// and the other values there, flattened.
+  std::vector<Named> extra;
+  std::vector<std::pair<std::string, json>> extra_values;
   StripNote strip;
   std::optional<int64_t> task() const;  ///< the Mammoth task index from the file name
   std::string description() const;     ///< "Mammoth checkpoint (safe mode), task 3, 1.2 MiB"
@@ -74,6 +80,8 @@ struct PairReport {
   ConfigDiff scheduler, args;
   ResultsDiff results;
   BufferDiff buffer;
+  ModelDiff extra;           ///< tensors under extra top-level keys
+  ConfigDiff extra_values;   ///< non-tensor values there
   bool section_differs(Section s) const noexcept;
   /// The section exists in at least one of the files.
   bool section_present(Section s) const noexcept;

@@ -239,6 +239,20 @@ void compare_history(const Matrix& a, const Matrix& b, ResultsDiff& d) {
   }
 }
 
+// "98.55000000000001" -> 98.55000000000001, inside arrays too.
+json numeric_strings(const json& v) {
+  if (v.is_array()) {
+    json a = json::array();
+    for (const auto& e : v) a.push_back(numeric_strings(e));
+    return a;
+  }
+  if (!v.is_string()) return v;
+  const std::string& s = v.get_ref<const std::string&>();
+  char* end = nullptr;
+  double x = std::strtod(s.c_str(), &end);
+  return !s.empty() && end == s.c_str() + s.size() && std::isfinite(x) ? json(x) : v;
+}
+
 }  // namespace
 
 bool read_results(const Value& v, Matrix& class_il, Matrix& task_il, const Value** logger) {
@@ -270,7 +284,14 @@ ResultsDiff diff_results(const Value* a, const Value* b) {
     d.history_rows = std::min(d.class_a.size(), d.class_b.size());
     compare_history(d.class_a, d.class_b, d);
     compare_history(d.task_a, d.task_b, d);
-    d.logger = diff_config(la, lb);
+    // Mammoth's safe mode writes the logger means as str (quirk Q3), old_pickle
+    // as numbers: compare them as numbers.
+    std::vector<std::pair<std::string, json>> fa, fb;
+    if (la) fa = flatten(*la);
+    if (lb) fb = flatten(*lb);
+    for (auto* f : {&fa, &fb})
+      for (auto& [k, v] : *f) v = numeric_strings(v);
+    d.logger = diff_flat(la ? &fa : nullptr, lb ? &fb : nullptr);
   } else {
     d.class_a.clear(), d.class_b.clear(), d.task_a.clear(), d.task_b.clear();
     d.generic = diff_config(a, b);

@@ -22,6 +22,7 @@ const char* category_id(Category c) noexcept {
     case Category::int_buffer: return "int_buffer";
     case Category::optimizer_state: return "optimizer_state";
     case Category::buffer: return "buffer";
+    case Category::other: return "other";
   }
   return "parameter";
 }
@@ -33,6 +34,7 @@ const char* category_title(Category c) noexcept {
     case Category::int_buffer: return "integer buffers";
     case Category::optimizer_state: return "optimizer state";
     case Category::buffer: return "replay buffer";
+    case Category::other: return "other tensors";
   }
   return "parameters";
 }

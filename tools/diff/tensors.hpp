@@ -21,6 +21,7 @@ enum class Category : uint8_t {
   int_buffer,       ///< integer and bool tensors (num_batches_tracked, masks, ...)
   optimizer_state,  ///< optimizer state tensors (momentum_buffer, exp_avg, ...)
   buffer,           ///< the replay buffer's tensors
+  other,            ///< tensors under top-level keys outside the layout
 };
 const char* category_id(Category c) noexcept;     ///< "parameter", "bn_stat", ...
 const char* category_title(Category c) noexcept;  ///< "parameters", "BatchNorm running statistics", ...

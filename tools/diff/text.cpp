@@ -223,7 +223,7 @@ void int_table(std::string& out, const std::vector<const TensorResult*>& rows, c
 void category_tables(std::string& out, const std::vector<TensorResult>& results, const Options& o,
                      const Style& st, size_t indent) {
   for (Category c : {Category::parameter, Category::bn_stat, Category::int_buffer, Category::optimizer_state,
-                     Category::buffer}) {
+                     Category::buffer, Category::other}) {
     std::vector<const TensorResult*> rows;
     for (const auto& r : results)
       if (r.pair.category == c) rows.push_back(&r);
@@ -291,14 +291,16 @@ std::string tolerance_line(const std::vector<const TensorResult*>& rows, const O
   return s + "\n";
 }
 
-void model_block(std::string& out, const PairReport& r, const Options& o, const Style& st) {
-  const ModelDiff& m = r.model;
-  const std::string& title = r.a->model_title;
+void model_block(std::string& out, const ModelDiff& m, const std::string& title, const Options& o, const Style& st) {
   if (!m.present_a && !m.present_b) {
     out += st.bold(title) + ": none in either file\n";
     return;
   }
-  out += st.bold(title) + ": " + plural(m.tensors.size(), "tensor") + " compared: " + counts_of(m.tensors);
+  size_t aliases = 0;
+  for (const auto& t : m.tensors) aliases += t.pair.aliases.size();
+  out += st.bold(title) + ": " + plural(m.tensors.size(), "tensor") + " compared";
+  if (aliases) out += " (+" + plural(aliases, "alias key") + ")";
+  out += ": " + counts_of(m.tensors);
   size_t grown = m.count(Status::grown), shape = m.count(Status::shape_changed), dt = m.dtype_changes();
   if (grown) out += "; " + std::to_string(grown) + " grown";
   if (shape) out += "; " + std::to_string(shape) + " shape changed";
@@ -566,7 +568,17 @@ std::string render_pair(const PairReport& r, const Options& o, const Style& st) 
     if (!r.section_present(s) && !o.sections_explicit) continue;  // e.g. no optimizer in a state dict
     out += "\n";
     switch (s) {
-      case sec_model: model_block(out, r, o, st); break;
+      case sec_model: model_block(out, r.model, r.a->model_title, o, st); break;
+      case sec_extra: {
+        std::vector<std::string> keys = r.a->schema.extra_keys;
+        for (const auto& k : r.b->schema.extra_keys)
+          if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+        std::string title = "extra";
+        for (size_t i = 0; i < keys.size(); ++i) title += (i ? ", " : " (top-level keys outside the layout: ") + escape(keys[i]);
+        model_block(out, r.extra, title + ")", o, st);
+        if (r.extra_values.differs()) config_lines(out, r.extra_values, st, 4, top_of(o));
+        break;
+      }
       case sec_optimizer: optimizer_block(out, r.optimizer, o, st); break;
       case sec_scheduler: config_block(out, "scheduler", r.scheduler, o, st); break;
       case sec_args: config_block(out, "args", r.args, o, st); break;
