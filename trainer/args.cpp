@@ -56,6 +56,7 @@ constexpr Flag kFlags[] = {
     {"source", Type::text, true, "fashion-mnist", "perm-/rot-mnist base images: fashion-mnist | mnist"},
     {"n_tasks", Type::integer, true, "20", "perm-/rot-mnist task count"},
     {"max_samples_per_task", Type::integer, true, "0", "use the first N train and N test samples of each task (0: all)"},
+    {"fused", Type::switch_, true, "1", "mnistmlp: hand-written forward/backward on BLAS (0: LibTorch autograd)"},
     {"non_verbose", Type::switch_, false, "0", "1: no progress bar or progress lines"},
     {"num_threads", Type::integer, false, "0", "intra-op threads (0: 1 for mnistmlp, all cores for resnet18)"},
     {"results_json", Type::text, false, "(none)", "write the final results and samples/s as JSON here"},
@@ -154,6 +155,7 @@ void apply(Options& o, const std::string& name, const std::string& v) {
   else if (name == "n_tasks") o.n_tasks = to_int32(name, v, 1);
   else if (name == "max_samples_per_task") o.max_samples_per_task = to_int(name, v);
   else if (name == "non_verbose") o.non_verbose = to_int32(name, v, 0);
+  else if (name == "fused") o.fused = to_int32(name, v, 0);
   else if (name == "num_threads") o.num_threads = to_int32(name, v, 0);
   else if (name == "results_json") o.results_json = v;
   else if (name == "download_cache") o.download_cache = v;

@@ -63,6 +63,7 @@ struct Options {
   std::string source = "fashion-mnist";         ///< perm-/rot-mnist base images: fashion-mnist | mnist
   int n_tasks = 0;                              ///< perm-/rot-mnist task count (default 20)
   int64_t max_samples_per_task = 0;             ///< 0: all; else first N train and N test samples per task
+  int fused = 1;                                ///< mnistmlp: hand-written forward/backward (0: LibTorch autograd)
   // run
   int non_verbose = 0;
   int num_threads = 0;                          ///< 0: automatic (see docs/trainer.md)

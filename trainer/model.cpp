@@ -5,10 +5,57 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
+
+// The Fortran BLAS LibTorch itself calls for float matrix products
+// (libblas.so.3: OpenBLAS when installed).
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                       const float* beta, float* c, const int* ldc);
 
 namespace ckpt::train {
 namespace {
+
+// Row-major C[M,N] = op(A) * op(B) (+ C when accumulate), through column-major
+// sgemm on the transposed problem: C^T = op(B)^T op(A)^T.
+void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate) {
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const int lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+  sgemm_(&tb, &ta, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &n);
+}
+
+void ensure(at::Tensor& t, int64_t rows, int64_t cols) {
+  if (!t.defined() || t.size(0) != rows || t.size(1) != cols) t = at::empty({rows, cols}, at::kFloat);
+}
+
+// y = relu(x W^T + b), row-major, W [out,in].
+void linear_relu(const float* x, const at::Tensor& w, const at::Tensor& b, float* y, int rows, bool relu) {
+  const int out = static_cast<int>(w.size(0)), in = static_cast<int>(w.size(1));
+  const float* bp = b.data_ptr<float>();
+  for (int r = 0; r < rows; ++r) std::memcpy(y + static_cast<size_t>(r) * out, bp, out * sizeof(float));
+  gemm_rm(false, true, rows, out, in, x, w.data_ptr<float>(), y, true);
+  if (relu)
+    for (size_t i = 0, n = static_cast<size_t>(rows) * out; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+// Parameter gradients of y = x W^T + b given dy: dW += dy^T x, db += colsum(dy).
+void linear_grads(const float* x, const float* dy, int rows, const at::Tensor& w, at::Tensor& gw, at::Tensor& gb) {
+  const int out = static_cast<int>(w.size(0)), in = static_cast<int>(w.size(1));
+  gemm_rm(true, false, out, in, rows, dy, x, gw.data_ptr<float>(), true);
+  float* g = gb.data_ptr<float>();
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < out; ++j) g[j] += dy[static_cast<size_t>(r) * out + j];
+}
+
+// dx = (dy W) masked by the ReLU that produced x (x > 0).
+void backprop_relu(const float* dy, const at::Tensor& w, const float* x_post_relu, float* dx, int rows) {
+  const int out = static_cast<int>(w.size(0)), in = static_cast<int>(w.size(1));
+  gemm_rm(false, false, rows, in, out, dy, w.data_ptr<float>(), dx, false);
+  for (size_t i = 0, n = static_cast<size_t>(rows) * in; i < n; ++i)
+    if (!(x_post_relu[i] > 0.0f)) dx[i] = 0.0f;
+}
 
 // nn.init.kaiming_uniform_(w, a=sqrt(5)) as nn.Linear / nn.Conv2d's
 // reset_parameters call it; the expression order is Python's.
@@ -77,8 +124,41 @@ class MnistMlp final : public Backbone {
     return key.rfind("classifier.", 0) == 0 || key.rfind("net.1.", 0) == 0;
   }
 
+  bool has_fused() const override { return true; }
+
+  void fused_zero_grad() override {
+    for (NamedTensor& p : params_) {
+      if (!p.tensor.grad().defined()) p.tensor.mutable_grad() = at::zeros_like(p.tensor);
+      else p.tensor.mutable_grad().zero_();
+    }
+  }
+
+  void fused_forward(const at::Tensor& x, FusedPass& pass) override {
+    const int rows = static_cast<int>(x.size(0));
+    pass.x = x.reshape({rows, -1}).contiguous();
+    ensure(pass.h1, rows, w1_.size(0));
+    ensure(pass.h2, rows, w2_.size(0));
+    ensure(pass.out, rows, w3_.size(0));
+    linear_relu(pass.x.data_ptr<float>(), w1_, b1_, pass.h1.data_ptr<float>(), rows, true);
+    linear_relu(pass.h1.data_ptr<float>(), w2_, b2_, pass.h2.data_ptr<float>(), rows, true);
+    linear_relu(pass.h2.data_ptr<float>(), w3_, b3_, pass.out.data_ptr<float>(), rows, false);
+  }
+
+  void fused_backward(const FusedPass& pass, const at::Tensor& dout) override {
+    const int rows = static_cast<int>(pass.x.size(0));
+    ensure(dh2_, rows, w2_.size(0));
+    ensure(dh1_, rows, w1_.size(0));
+    const float* d3 = dout.data_ptr<float>();
+    linear_grads(pass.h2.data_ptr<float>(), d3, rows, w3_, w3_.mutable_grad(), b3_.mutable_grad());
+    backprop_relu(d3, w3_, pass.h2.data_ptr<float>(), dh2_.data_ptr<float>(), rows);
+    linear_grads(pass.h1.data_ptr<float>(), dh2_.data_ptr<float>(), rows, w2_, w2_.mutable_grad(), b2_.mutable_grad());
+    backprop_relu(dh2_.data_ptr<float>(), w2_, pass.h1.data_ptr<float>(), dh1_.data_ptr<float>(), rows);
+    linear_grads(pass.x.data_ptr<float>(), dh1_.data_ptr<float>(), rows, w1_, w1_.mutable_grad(), b1_.mutable_grad());
+  }
+
  private:
   at::Tensor w1_, b1_, w2_, b2_, w3_, b3_;
+  at::Tensor dh1_, dh2_;  // backward workspaces
 };
 
 struct BatchNorm {

@@ -22,6 +22,12 @@ struct NamedTensor {
   at::Tensor tensor;
 };
 
+/// Activations of one forward pass of the fused MLP path, kept for its
+/// backward pass (row-major float32 buffers, reused between steps).
+struct FusedPass {
+  at::Tensor x, h1, h2, out;  // [B,784] input, [B,H] post-ReLU, [B,C] logits
+};
+
 /// A Mammoth backbone. state() is its state_dict() (without the ContinualModel
 /// "net." prefix), aliases included and sharing storage; parameters() is
 /// named_parameters(), whose order is the optimizer's parameter index order.
@@ -34,6 +40,16 @@ class Backbone {
   const std::vector<NamedTensor>& parameters() const noexcept { return params_; }
   /// Names of the classifier's keys (a plain .pt may omit or resize them).
   virtual bool is_classifier_key(const std::string& key) const = 0;
+  /// The fused path (mnistmlp): forward and backward by hand with BLAS
+  /// sgemm, no autograd graph; gradients accumulate into each parameter's
+  /// grad() (allocated by fused_zero_grad()). Same results as autograd up to
+  /// float rounding; several times faster at small batches.
+  virtual bool has_fused() const { return false; }
+  virtual void fused_zero_grad() {}
+  virtual void fused_forward(const at::Tensor& x, FusedPass& pass) {}
+  /// `dout` is dLoss/dlogits, [B,C] contiguous float32.
+  virtual void fused_backward(const FusedPass& pass, const at::Tensor& dout) {}
+
   void train(bool on) noexcept { training_ = on; }
   bool training() const noexcept { return training_; }
   int num_classes() const noexcept { return num_classes_; }

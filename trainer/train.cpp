@@ -330,6 +330,7 @@ class Trainer {
     buffer_gen_ = seeded_generator(seed_ + 2);
     buf_.capacity = opt_.buffer_size;
     prefix_ = opt_.ckpt_name;
+    fused_ = opt_.fused != 0 && net_->has_fused();
     // Test hook: raise SIGINT after this many steps of this process, so tests
     // interrupt at a known point through the real signal handler.
     if (const char* s = std::getenv("CKPT_TRAIN_SIGINT_AFTER_STEPS")) signal_after_steps_ = std::atoll(s);
@@ -363,6 +364,7 @@ class Trainer {
   }
 
   double observe(const at::Tensor& inputs, const at::Tensor& labels, const at::Tensor& not_aug);
+  double observe_fused(const at::Tensor& inputs, const at::Tensor& labels, const at::Tensor& not_aug);
   bool train_task(int t);  // false: stopped by a signal
   std::pair<std::vector<double>, std::vector<double>> evaluate(int t);
   void save(const std::string& path);
@@ -397,9 +399,95 @@ class Trainer {
   double train_seconds_ = 0;
   int64_t samples_trained_ = 0;
   int64_t steps_ = 0, signal_after_steps_ = 0;
+  bool fused_ = false;  // the MLP's hand-written forward/backward (--fused)
+  FusedPass pass_[3];   // current batch, replay (logits), replay (labels)
 };
 
+// Mean cross-entropy of logits [B,C] against labels; writes weight * dL/dlogits
+// into d. Returns weight * loss.
+double ce_grad(const at::Tensor& out, const at::Tensor& labels, double weight, at::Tensor& d) {
+  const int64_t rows = out.size(0), cols = out.size(1);
+  d = at::empty({rows, cols}, at::kFloat);
+  const float* o = out.data_ptr<float>();
+  const int64_t* y = labels.data_ptr<int64_t>();
+  float* g = d.data_ptr<float>();
+  const float scale = static_cast<float>(weight / static_cast<double>(rows));
+  double loss = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* l = o + r * cols;
+    float* gr = g + r * cols;
+    float m = l[0];
+    for (int64_t j = 1; j < cols; ++j) m = std::max(m, l[j]);
+    float sum = 0;
+    for (int64_t j = 0; j < cols; ++j) sum += (gr[j] = std::exp(l[j] - m));
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < cols; ++j) gr[j] = (gr[j] * inv - (j == y[r] ? 1.0f : 0.0f)) * scale;
+    loss += static_cast<double>(m) + std::log(static_cast<double>(sum)) - l[y[r]];
+  }
+  return weight * loss / static_cast<double>(rows);
+}
+
+// weight * mean((out - target)^2) and its gradient into d.
+double mse_grad(const at::Tensor& out, const at::Tensor& target, double weight, at::Tensor& d) {
+  const int64_t n = out.numel();
+  at::Tensor t = target.contiguous();
+  d = at::empty(out.sizes(), at::kFloat);
+  const float* o = out.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* g = d.data_ptr<float>();
+  const float scale = static_cast<float>(2.0 * weight / static_cast<double>(n));
+  double loss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float diff = o[i] - tp[i];
+    loss += static_cast<double>(diff) * diff;
+    g[i] = diff * scale;
+  }
+  return weight * loss / static_cast<double>(n);
+}
+
+// The same methods on the fused MLP path (Backbone::fused_*): no autograd
+// graph, hand-written loss gradients.
+double Trainer::observe_fused(const at::Tensor& inputs, const at::Tensor& labels, const at::Tensor& not_aug) {
+  const std::string& m = opt_.model;
+  net_->fused_zero_grad();
+  double loss = 0;
+  at::Tensor d;
+  if (m == "sgd" || m == "er") {
+    at::Tensor x = inputs, y = labels;
+    if (m == "er" && buf_.num_seen > 0) {
+      at::Tensor idx = buf_.choice(opt_.minibatch_size, buffer_gen_);
+      x = at::cat({inputs, data_->augment(buf_.examples.index_select(0, idx), augment_gen_)});
+      y = at::cat({labels, buf_.labels.index_select(0, idx)});
+    }
+    net_->fused_forward(x, pass_[0]);
+    loss = ce_grad(pass_[0].out, y, 1.0, d);
+    net_->fused_backward(pass_[0], d);
+    optim_->step();
+    if (m == "er") buf_.add(not_aug, labels, at::Tensor(), buffer_gen_);
+    return loss;
+  }
+  net_->fused_forward(inputs, pass_[0]);
+  loss = ce_grad(pass_[0].out, labels, 1.0, d);
+  net_->fused_backward(pass_[0], d);
+  if (buf_.num_seen > 0) {
+    at::Tensor idx = buf_.choice(opt_.minibatch_size, buffer_gen_);
+    net_->fused_forward(data_->augment(buf_.examples.index_select(0, idx), augment_gen_), pass_[1]);
+    loss += mse_grad(pass_[1].out, buf_.logits.index_select(0, idx), opt_.alpha, d);
+    net_->fused_backward(pass_[1], d);
+    if (m == "derpp") {
+      at::Tensor idx2 = buf_.choice(opt_.minibatch_size, buffer_gen_);
+      net_->fused_forward(data_->augment(buf_.examples.index_select(0, idx2), augment_gen_), pass_[2]);
+      loss += ce_grad(pass_[2].out, buf_.labels.index_select(0, idx2), opt_.beta, d);
+      net_->fused_backward(pass_[2], d);
+    }
+  }
+  optim_->step();
+  buf_.add(not_aug, m == "derpp" ? labels : at::Tensor(), pass_[0].out, buffer_gen_);  // the logits before the step
+  return loss;
+}
+
 double Trainer::observe(const at::Tensor& inputs, const at::Tensor& labels, const at::Tensor& not_aug) {
+  if (fused_) return observe_fused(inputs, labels, not_aug);
   const std::string& m = opt_.model;
   optim_->zero_grad();
   at::Tensor loss;
@@ -594,6 +682,7 @@ Value* Trainer::args_value(Document& doc) const {
   a->set("n_tasks", data_->n_tasks());
   a->set("max_samples_per_task", o.max_samples_per_task);
   a->set("num_threads", threads_.intra_op);
+  a->set("fused", o.fused);
   return a;
 }
 

@@ -7,7 +7,9 @@ scheduler per task, a DataLoader per task shuffled by
 torch.Generator().manual_seed(seed), F.cross_entropy, torch.optim) must end
 with exactly the weights and accuracies ckpt-train saves: same initial
 weights, same data order, same SGD/Adam/MultiStepLR/CosineAnnealingLR
-arithmetic. Small runs (--max_samples_per_task 200).
+arithmetic. Small runs (--max_samples_per_task 200). These run ckpt-train's
+autograd path (--fused 0); the fused MLP path (the default) is checked
+against it to float rounding.
 
 Both sides run single-threaded with one BLAS thread (ckpt-train's setting for
 the MLP): a multi-threaded OpenBLAS sums in another order and differs in the
@@ -90,7 +92,7 @@ def python_run(seed, lr, bs, epochs=1, optimizer="sgd", mom=0.0, wd=0.0, nestero
 
 def compare(cli, **py):
     d = tl.tmpdir("parity")
-    tl.run(cli + ["--max_samples_per_task", N, "--savecheck", "last", "--non_verbose", 1, "--num_threads", 1], d)
+    tl.run(cli + ["--max_samples_per_task", N, "--savecheck", "last", "--non_verbose", 1, "--num_threads", 1, "--fused", 0], d)
     ck = tl.load(tl.only(os.path.join(d, "checkpoints"), "_last.pt"))
     net, results = python_run(**py)
     for k, v in net.state_dict().items():
@@ -115,5 +117,21 @@ def test_adam_cosine_matches_python():
             seed=23, lr=0.002, bs=32, epochs=3, optimizer="adam", wd=1e-4, scheduler="cosine")
 
 
+def test_fused_path_agrees_with_autograd():
+    """The hand-written MLP forward/backward computes the same updates up to float rounding."""
+    for model in (["--model", "sgd"], ["--model", "derpp", "--buffer_size", 30, "--alpha", 0.3, "--beta", 0.5]):
+        cks = []
+        for fused in (1, 0):
+            d = tl.tmpdir("fused")
+            tl.run(model + ["--lr", 0.03, "--batch_size", 10, "--seed", 24, "--stop_after", 2, "--max_samples_per_task", N,
+                            "--savecheck", "last", "--non_verbose", 1, "--fused", fused], d)
+            cks.append(tl.load(tl.only(os.path.join(d, "checkpoints"), "_last.pt")))
+        for k, v in cks[1]["model"].items():
+            assert torch.allclose(cks[0]["model"][k], v, rtol=1e-4, atol=1e-5), "%s %s: max |diff| %g" % (
+                model[1], k, (cks[0]["model"][k] - v).abs().max())
+        assert cks[0]["args"]["fused"] == 1 and cks[1]["args"]["fused"] == 0
+
+
 if __name__ == "__main__":
-    tl.main([test_sgd_matches_python, test_sgd_momentum_nesterov_wd_multistep_matches_python, test_adam_cosine_matches_python])
+    tl.main([test_sgd_matches_python, test_sgd_momentum_nesterov_wd_multistep_matches_python, test_adam_cosine_matches_python,
+             test_fused_path_agrees_with_autograd])

@@ -11,7 +11,8 @@ must give the same final weights, optimizer and scheduler state, results,
 buffer (with its true num_seen_examples) and random-generator states as the
 uninterrupted run's last checkpoint.
 
-Runs are small: --max_samples_per_task 300 (30 steps of 10 per task).
+Runs are small: --max_samples_per_task 300 (30 steps of 10 per task). Both
+MLP paths are covered: the fused default and LibTorch autograd (--fused 0).
 """
 import os
 import signal
@@ -23,9 +24,10 @@ SMALL = ["--max_samples_per_task", 300, "--batch_size", 10, "--non_verbose", 1]
 SETUPS = {
     "sgd": ["--model", "sgd", "--lr", 0.03, "--seed", 11] + SMALL,
     "derpp": ["--model", "derpp", "--buffer_size", 50, "--alpha", 0.2, "--beta", 0.5, "--lr", 0.03, "--seed", 12] + SMALL,
-    # two epochs: momentum buffers and the scheduler live across the interruption
+    # two epochs: momentum buffers and the scheduler live across the interruption; LibTorch's autograd path
     "sgd_mom_multistep": ["--model", "sgd", "--lr", 0.05, "--optim_mom", 0.9, "--optim_nesterov", 1, "--optim_wd", 1e-4,
-                          "--lr_scheduler", "multisteplr", "--lr_milestones", 1, "--n_epochs", 2, "--seed", 13] + SMALL,
+                          "--lr_scheduler", "multisteplr", "--lr_milestones", 1, "--n_epochs", 2, "--seed", 13,
+                          "--fused", 0] + SMALL,
     "er_adam_cosine": ["--model", "er", "--buffer_size", 40, "--optimizer", "adam", "--lr", 0.001,
                        "--lr_scheduler", "cosine", "--n_epochs", 2, "--seed", 14] + SMALL,
 }

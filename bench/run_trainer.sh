@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# bench/run_trainer.sh - ckpt-train against the Python PyTorch reference
+# (bench/trainer_ref.py: Mammoth's procedure), side by side in one run.
+#
+#   bench/run_trainer.sh [--quick] [--speed-only | --accuracy-only]
+#   env: BUILD (default build-trainer), PY (/usr/bin/python3), REPS (3), SEEDS ("0 1 2"), NO_BUILD=1
+#
+# Speed (samples/s over the training loop only: no data loading, no evaluation;
+# replayed buffer samples not counted; median of REPS alternating runs after a
+# warm-up of each side):
+#   sgd, mnistmlp, seq-fashion-mnist (all 5 tasks, 60,000 samples), batch 10 and 64
+#   sgd, resnet18, CIFAR-shaped input (generated CIFAR-10 binary files), batch 32
+# Both sides use the same Debian libtorch, the same BLAS and the same thread
+# settings: MLP 1 intra-op thread and 1 BLAS thread; ResNet-18 2 intra-op
+# (OpenMP) threads and 1 BLAS thread; 1 inter-op thread. The table prints
+# what each side reports it used.
+#
+# Accuracy (seq-fashion-mnist, 1 epoch, batch 10, the DER paper's seq-mnist
+# arguments from mammoth.md section 4.2; minibatch = batch as in Mammoth):
+#   ckpt-train: sgd, and er / der / derpp at buffer 200 and 500; Python: sgd.
+#   mean +- std of the final Class-IL and Task-IL over SEEDS.
+# --quick: 2,000 samples per task, one repetition, for a smoke test only.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD=${BUILD:-$ROOT/build-trainer}
+PY=${PY:-/usr/bin/python3}
+REPS=${REPS:-3}
+SEEDS=${SEEDS:-"0 1 2"}
+QUICK=0; SPEED=1; ACC=1
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    --speed-only) ACC=0 ;;
+    --accuracy-only) SPEED=0 ;;
+    *) echo "usage: $0 [--quick] [--speed-only | --accuracy-only]" >&2; exit 2 ;;
+  esac
+done
+
+if [[ ! -d $BUILD ]]; then
+  (cd "$ROOT" && meson setup "$BUILD" -Dtrainer=enabled >&2)
+fi
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+  ninja -C "$BUILD" trainer/ckpt-train >&2
+fi
+TRAIN=$BUILD/trainer/ckpt-train
+[[ -x $TRAIN ]] || { echo "no $TRAIN (LibTorch not found at configure time?)" >&2; exit 1; }
+OUT=$HERE/out/trainer
+mkdir -p "$OUT"
+
+export TRAIN PY HERE ROOT OUT REPS SEEDS QUICK SPEED ACC
+exec "$PY" - <<'PYEOF'
+import json, os, statistics, subprocess, sys, tempfile, time
+
+E = os.environ
+TRAIN, PY, HERE, ROOT, OUT = E['TRAIN'], E['PY'], E['HERE'], E['ROOT'], E['OUT']
+REPS, SEEDS, QUICK = int(E['REPS']), [int(s) for s in E['SEEDS'].split()], E['QUICK'] == '1'
+REF = os.path.join(HERE, 'trainer_ref.py')
+if QUICK:
+    REPS = 1
+CAP = ['--max_samples_per_task', '2000'] if QUICK else []
+
+
+def ours(args):
+    """Runs ckpt-train; returns its --results_json."""
+    with tempfile.TemporaryDirectory() as d:
+        rj = os.path.join(d, 'r.json')
+        p = subprocess.run([TRAIN] + [str(a) for a in args] + ['--non_verbose', '1', '--results_json', rj], cwd=d,
+                           capture_output=True, text=True)
+        if p.returncode:
+            sys.exit('ckpt-train failed: %s\n%s' % (' '.join(map(str, args)), p.stderr))
+        with open(rj) as f:
+            r = json.load(f)
+    return {'samples_per_s': r['samples_per_second'], 'class_il': r['class_il'], 'task_il': r['task_il'],
+            'mean_class_il': r['mean_class_il'], 'mean_task_il': r['mean_task_il'], 'bwt': r['bwt'],
+            'threads': 'intra-op %d, inter-op 1, BLAS %d (%s)' % (r['threads']['intra_op'], r['threads']['blas'],
+                                                              r['threads']['blas_library'].split(' NO_')[0])}
+
+
+def python(args):
+    p = subprocess.run([PY, REF] + [str(a) for a in args] + ['--non_verbose'], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit('trainer_ref.py failed: %s\n%s' % (' '.join(map(str, args)), p.stderr))
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    t = r['threads']
+    return {'samples_per_s': r['samples_per_s'], 'class_il': r['class_il'][-1] if r['class_il'] else [],
+            'task_il': r['task_il'][-1] if r['task_il'] else [], 'mean_class_il': r['mean_class_il'],
+            'mean_task_il': r['mean_task_il'], 'bwt': r['bwt'],
+            'threads': 'intra-op %d, inter-op %d, BLAS %s (%s)' % (t['torch_intra_op'], t['torch_inter_op'],
+                                                               t['OPENBLAS_NUM_THREADS'], os.path.basename(str(t['blas'])))}
+
+
+def median_speed(cmd_ours, cmd_py):
+    s = {'ours': [], 'py': []}
+    last = {}
+    for i in range(REPS + 1):
+        for side, fn, cmd in (('ours', ours, cmd_ours), ('py', python, cmd_py)):
+            r = fn(cmd)
+            last[side] = r
+            if i > 0:
+                s[side].append(r['samples_per_s'])
+            print('   %s run %d: %.0f samples/s' % (side, i, r['samples_per_s']), file=sys.stderr)
+    return statistics.median(s['ours']), statistics.median(s['py']), last
+
+
+rows = []
+if E['SPEED'] == '1':
+    for bs, target in ((10, 2.5), (64, 1.3)):
+        print('== speed: sgd mnistmlp seq-fashion-mnist batch %d' % bs, file=sys.stderr)
+        o, p, last = median_speed(['--model', 'sgd', '--lr', 0.03, '--batch_size', bs, '--seed', 0] + CAP,
+                                  ['--model', 'sgd', '--lr', 0.03, '--batch_size', bs, '--seed', 0, '--threads', 1,
+                                   '--blas_threads', 1] + CAP)
+        same = last['ours']['class_il'] == last['py']['class_il'] and last['ours']['task_il'] == last['py']['task_il']
+        rows.append(('sgd mnistmlp seq-fashion-mnist, batch %d' % bs, o, p, target, last, same))
+    cifar = os.path.join(OUT, 'cifar')
+    if not os.path.exists(os.path.join(cifar, 'cifar-10-batches-bin', 'test_batch.bin')):
+        subprocess.run([PY, os.path.join(ROOT, 'tests', 'pylib', 'make_cifar_bin.py'), 'cifar', cifar, '--per-batch', '200',
+                        '--test', '50'], check=True, capture_output=True)
+    data = os.path.join(cifar, 'cifar-10-batches-bin')
+    n = 64 if QUICK else 160
+    print('== speed: sgd resnet18 CIFAR-shaped batch 32 (%d samples)' % n, file=sys.stderr)
+    o, p, last = median_speed(['--dataset', 'seq-cifar10', '--lr', 0.1, '--batch_size', 32, '--n_epochs', 1, '--seed', 0,
+                               '--max_samples_per_task', n, '--stop_after', 1, '--num_threads', 2, '--data_path', data],
+                              ['--dataset', 'seq-cifar10', '--backbone', 'resnet18', '--lr', 0.1, '--batch_size', 32,
+                               '--n_epochs', 1, '--seed', 0, '--max_samples_per_task', n, '--stop_after', 1, '--threads', 2,
+                               '--blas_threads', 1, '--eval', 0, '--data_path', data])
+    rows.append(('sgd resnet18 CIFAR-shaped (generated), batch 32', o, p, 1.0, last, None))
+
+acc = {}
+if E['ACC'] == '1':
+    configs = [('sgd', 0, ['--lr', 0.03]),
+               ('er', 200, ['--lr', 0.01]), ('der', 200, ['--lr', 0.03, '--alpha', 0.2]),
+               ('derpp', 200, ['--lr', 0.03, '--alpha', 0.2, '--beta', 1.0]),
+               ('er', 500, ['--lr', 0.1]), ('der', 500, ['--lr', 0.03, '--alpha', 1.0]),
+               ('derpp', 500, ['--lr', 0.03, '--alpha', 1.0, '--beta', 0.5])]
+    for model, buf, extra in configs:
+        key = '%s %s' % (model, buf or '-')
+        for seed in SEEDS:
+            print('== accuracy: %s seed %d' % (key, seed), file=sys.stderr)
+            args = ['--model', model, '--batch_size', 10, '--seed', seed] + extra + CAP
+            if buf:
+                args += ['--buffer_size', buf]
+            acc.setdefault(('ckpt-train', key), []).append(ours(args))
+        if model == 'sgd':
+            for seed in SEEDS:
+                acc.setdefault(('python', key), []).append(
+                    python(['--model', 'sgd', '--lr', 0.03, '--batch_size', 10, '--seed', seed] + CAP))
+
+# ---- report ------------------------------------------------------------------
+print()
+print('ckpt-train vs Python PyTorch (%s), %d CPUs%s' % (
+    subprocess.run([PY, '-c', 'import torch; print(torch.__version__)'], capture_output=True, text=True).stdout.strip(),
+    len(os.sched_getaffinity(0)), ', QUICK run' if QUICK else ''))
+if rows:
+    print()
+    print('| workload | ckpt-train samples/s | Python samples/s | ratio | target | met | results identical |')
+    print('|---|---:|---:|---:|---:|---|---|')
+    for name, o, p, target, last, same in rows:
+        print('| %s | %.0f | %.0f | %.2fx | >= %.1fx | %s | %s |' % (
+            name, o, p, o / p, target, 'yes' if o / p >= target else 'NO', '-' if same is None else ('yes' if same else 'no')))
+    print()
+    print('threads: ckpt-train %s; Python %s (MLP); ResNet-18: ckpt-train %s; Python %s' % (
+        rows[0][4]['ours']['threads'], rows[0][4]['py']['threads'], rows[-1][4]['ours']['threads'], rows[-1][4]['py']['threads']))
+if acc:
+    def ms(xs):
+        m = statistics.mean(xs)
+        return '%.2f ± %.2f' % (m, statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    print()
+    print('Accuracy on seq-fashion-mnist (1 epoch, batch 10), mean ± std over seeds %s' % ' '.join(map(str, SEEDS)))
+    print()
+    print('| implementation | method | buffer | Class-IL | Task-IL | BWT |')
+    print('|---|---|---:|---:|---:|---:|')
+    for (impl, key), rs in acc.items():
+        model, buf = key.split()
+        print('| %s | %s | %s | %s | %s | %s |' % (impl, model, buf, ms([r['mean_class_il'] for r in rs]),
+                                                  ms([r['mean_task_il'] for r in rs]), ms([r['bwt'] for r in rs])))
+    cil = {k: statistics.mean(r['mean_class_il'] for r in rs) for (impl, k), rs in acc.items() if impl == 'ckpt-train'}
+    for buf in ('200', '500'):
+        if all(('%s %s' % (m, buf)) in cil for m in ('er', 'der', 'derpp')) and 'sgd -' in cil:
+            s, e, d, dp = cil['sgd -'], cil['er ' + buf], cil['der ' + buf], cil['derpp ' + buf]
+            print('\nbuffer %s: sgd < er < der <= derpp (Class-IL means): %s (%.2f < %.2f < %.2f <= %.2f)' % (
+                buf, 'yes' if s < e < d <= dp else 'NO', s, e, d, dp))
+    if ('python', 'sgd -') in acc:
+        same = all(a['class_il'] == b['class_il'] for a, b in zip(acc[('ckpt-train', 'sgd -')], acc[('python', 'sgd -')]))
+        print('sgd per-task accuracies identical to the Python reference for every seed: %s' % ('yes' if same else 'no'))
+PYEOF
