@@ -24,7 +24,7 @@ ASAN_DIR=${CKPT_ASAN_DIR:-build-asan}
 FUZZ_DIR=${CKPT_FUZZ_DIR:-build-fuzz}
 SECONDS_PER_TARGET=${CKPT_FUZZ_SECONDS:-60}
 export CKPT_SANITIZED=1
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:quarantine_size_mb=32}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 t0=$(date +%s)
 status=0
@@ -66,7 +66,7 @@ fuzz_line="fuzz: skipped (no clang with libFuzzer: apt-get install clang libclan
 if have_libfuzzer; then
   fuzz_line="fuzz: build failed"
   if [ ! -f "$FUZZ_DIR/build.ninja" ]; then
-    CXX=clang++ CC=clang meson setup "$FUZZ_DIR" -Dtrainer=disabled -Dtools=false -Dbench=false \
+    CXX=clang++ CC=clang meson setup "$FUZZ_DIR" -Dtrainer=disabled -Dbench=false \
       -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized \
       -Dcpp_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined -fno-omit-frame-pointer' >/dev/null
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Crash-safe writes and concurrent readers (reliability.md T1, T2, T9):
-test_crash_safe.py CRASH_TOOL [--convert EXE] [--trials N]
+test_crash_safe.py CRASH_TOOL [--convert EXE] [--trainer EXE] [--trials N]
 
 1. SIGKILL: N times (default 200), a writer saves an 8 MiB checkpoint
    (durable: fsync, rename, folder fsync) over the previous one and is
@@ -10,7 +10,10 @@ test_crash_safe.py CRASH_TOOL [--convert EXE] [--trials N]
    the only other file allowed is the killed writer's own temp file,
    .<name>.tmp.<pid>.<random>; readers never look at it, and the test
    removes it (a dead writer cannot). With --convert, the same for
-   `ckpt-convert IN OUT.pt` writing over OUT.pt.
+   `ckpt-convert IN OUT.pt` writing over OUT.pt; with --trainer, ckpt-train
+   killed within 20 ms of its save's temp file appearing (--trainer-trials,
+   default 20: each run loads its data): every checkpoint under a final
+   name must be complete.
 2. ENOSPC for real: a 8 MiB tmpfs (needs mount rights; otherwise skipped,
    and said so): a 16 MiB save over a 4 MiB checkpoint must fail with
    no_space (exit 2), the old file intact, no temp file left.
@@ -117,6 +120,48 @@ def sigkill_convert(tool, convert, work, trials):
     kill_trials("ckpt-convert", lambda i: [convert, src[seed_of(i)], final, "--force"], check_new, d, final, trials)
 
 
+def sigkill_trainer(tool, train, work, trials):
+    """ckpt-train saving a Mammoth checkpoint, killed while the save runs:
+    the kill waits for the save's temp file to appear, then lands within
+    20 ms. Mammoth names carry a timestamp, so a save creates a name rather
+    than replacing one: every *.pt under its final name must be complete."""
+    d = os.path.join(work, "trainer")
+    os.makedirs(d)
+    args = [train, "--model=sgd", "--lr=0.1", "--n_epochs=1", "--max_samples_per_task=64", "--savecheck=task",
+            "--stop_after=1", "--ckpt_name=k", "--checkpoint_path=" + d, "--seed=1", "--non_verbose=1"]
+    rng = random.Random(11)
+    killed = finished = complete = debris = 0
+    for i in range(trials):
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while p.poll() is None and time.monotonic() < deadline:
+            if any(".tmp." in n for n in os.listdir(d)):
+                time.sleep(rng.uniform(0, 0.02))
+                p.send_signal(signal.SIGKILL)
+                killed += 1
+                break
+            time.sleep(0.0005)
+        if p.wait() == 0:
+            finished += 1
+        for n in sorted(os.listdir(d)):
+            path = os.path.join(d, n)
+            if n.endswith(".pt") and not n.startswith("."):
+                if digest(tool, path).startswith("ERROR"):
+                    fail("ckpt-train trial %d: %s is under its final name but incomplete" % (i, n))
+                complete += 1
+                os.remove(path)
+            elif ".tmp.%d." % p.pid in n:
+                debris += 1
+                os.remove(path)
+            else:
+                fail("ckpt-train trial %d: unexpected file %s" % (i, n))
+    print("ckpt-train: %d runs, %d killed during a save, %d finished first; %d checkpoints under a final name, "
+          "all complete; temp files left by killed writers: %d (removed)" % (trials, killed, finished, complete, debris),
+          flush=True)
+    if killed == 0:
+        fail("ckpt-train: no kill landed during a save")
+
+
 def enospc(tool, work):
     d = os.path.join(work, "tmpfs")
     os.makedirs(d)
@@ -155,8 +200,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tool")
     ap.add_argument("--convert")
+    ap.add_argument("--trainer")
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--only", default="kill,convert,enospc,concurrency")
+    ap.add_argument("--trainer-trials", type=int, default=20)
+    ap.add_argument("--only", default="kill,convert,trainer,enospc,concurrency")
     a = ap.parse_args()
     only = a.only.split(",")
     tool = os.path.abspath(a.tool)
@@ -167,6 +214,8 @@ def main():
             sigkill_save(tool, work, a.trials)
         if "convert" in only and a.convert and os.path.exists(a.convert):
             sigkill_convert(tool, os.path.abspath(a.convert), work, a.trials)
+        if "trainer" in only and a.trainer and os.path.exists(a.trainer):
+            sigkill_trainer(tool, os.path.abspath(a.trainer), work, a.trainer_trials)
         if "enospc" in only:
             enospc(tool, work)
         if "concurrency" in only:
