@@ -162,7 +162,7 @@ def sigkill_trainer(tool, train, work, trials):
         fail("ckpt-train: no kill landed during a save")
 
 
-def enospc(tool, work):
+def enospc(tool, work, convert=None):
     d = os.path.join(work, "tmpfs")
     os.makedirs(d)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", d], stdout=subprocess.PIPE,
@@ -184,6 +184,16 @@ def enospc(tool, work):
         if os.listdir(d) != ["ck.pt"]:
             fail("ENOSPC: left %s" % os.listdir(d))
         print("ENOSPC on an 8 MiB tmpfs: %s; old file intact; no temp file" % err, flush=True)
+        if convert:
+            big = os.path.join(work, "big.pt")
+            subprocess.run([tool, "save", big, "3", "16", "0"], check=True)
+            r = subprocess.run([convert, big, final, "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            err = r.stderr.decode().strip()
+            if r.returncode != 2 or "no_space" not in err:
+                fail("ckpt-convert ENOSPC: exit %d, %s" % (r.returncode, err))
+            if read(final) != before or os.listdir(d) != ["ck.pt"]:
+                fail("ckpt-convert ENOSPC: the old file changed or debris is left: %s" % os.listdir(d))
+            print("ckpt-convert ENOSPC: exit %d, %s; old file intact; no temp file" % (r.returncode, err), flush=True)
     finally:
         subprocess.run(["umount", d])
 
@@ -217,7 +227,7 @@ def main():
         if "trainer" in only and a.trainer and os.path.exists(a.trainer):
             sigkill_trainer(tool, os.path.abspath(a.trainer), work, a.trainer_trials)
         if "enospc" in only:
-            enospc(tool, work)
+            enospc(tool, work, os.path.abspath(a.convert) if a.convert and os.path.exists(a.convert) else None)
         if "concurrency" in only:
             concurrency(tool, work)
     finally:
