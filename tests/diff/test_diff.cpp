@@ -39,6 +39,14 @@ Tensor tensor_of(DType dt, std::vector<int64_t> shape, const std::vector<T>& v) 
 
 Tensor f32(std::vector<int64_t> shape, const std::vector<float>& v) { return tensor_of(DType::float32, shape, v); }
 
+Pair pair_of(const char* key, const Tensor& a, const Tensor& b) {
+  Pair p;
+  p.key = p.key_a = p.key_b = key;
+  p.a = &a;
+  p.b = &b;
+  return p;
+}
+
 }  // namespace
 
 TEST_CASE("default tolerances are torch.testing.assert_close's") {
@@ -218,11 +226,32 @@ TEST_CASE("compare_tensors: strided views, dtypes, and raw-byte identity") {
   }
 }
 
+TEST_CASE("changed rows: contiguous and strided") {
+  Tensor a = f32({3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor b = f32({3, 2}, {1, 2, 3, 9, 5, 6});
+  std::vector<uint64_t> rows;
+  for_each_changed_row(a, b, [&](uint64_t r) { rows.push_back(r); });
+  CHECK(rows == std::vector<uint64_t>{1});
+  // The transposes as strided views: column 1 of the originals differs in row 1 only.
+  Tensor at = a, bt = b;
+  at.shape = bt.shape = {2, 3};
+  at.stride = bt.stride = {1, 2};
+  rows.clear();
+  for_each_changed_row(at, bt, [&](uint64_t r) { rows.push_back(r); });
+  CHECK(rows == std::vector<uint64_t>{1});
+  Tensor labels_a = tensor_of<int64_t>(DType::int64, {4}, {0, 1, 2, 3});
+  Tensor labels_b = tensor_of<int64_t>(DType::int64, {4}, {0, 7, 2, 8});
+  rows.clear();
+  for_each_changed_row(labels_a, labels_b, [&](uint64_t r) { rows.push_back(r); });
+  CHECK(rows == std::vector<uint64_t>{1, 3});
+  CHECK_THROWS_AS(for_each_changed_row(a, labels_a, [](uint64_t) {}), ckpt::Error);
+}
+
 TEST_CASE("compare_pair: shapes, growth, dtype changes, scalars") {
   Tensor a = f32({2, 2}, {1, 2, 3, 4});
   Tensor grown = f32({3, 2}, {1, 2, 3, 4, 5, 6});
   TolerancePolicy p;
-  TensorResult r = compare_pair(Pair{"head.weight", "head.weight", "head.weight", {}, &a, &grown}, p);
+  TensorResult r = compare_pair(pair_of("head.weight", a, grown), p);
   CHECK(r.status == Status::grown);
   CHECK(r.verdict == Verdict::identical);  // the old rows
   CHECK(r.differs());
@@ -230,19 +259,19 @@ TEST_CASE("compare_pair: shapes, growth, dtype changes, scalars") {
   CHECK(r.rows_b() - r.rows_a() == 1);
 
   Tensor shrunk = f32({1, 2}, {1, 2});
-  CHECK(compare_pair(Pair{"k", "k", "k", {}, &a, &shrunk}, p).status == Status::shape_changed);
+  CHECK(compare_pair(pair_of("k", a, shrunk), p).status == Status::shape_changed);
   Tensor other_cols = f32({2, 3}, {1, 2, 3, 4, 5, 6});
-  CHECK(compare_pair(Pair{"k", "k", "k", {}, &a, &other_cols}, p).status == Status::shape_changed);
+  CHECK(compare_pair(pair_of("k", a, other_cols), p).status == Status::shape_changed);
 
   Tensor d = tensor_of<double>(DType::float64, {2, 2}, {1, 2, 3, 4});
-  TensorResult dr = compare_pair(Pair{"k", "k", "k", {}, &a, &d}, p);
+  TensorResult dr = compare_pair(pair_of("k", a, d), p);
   CHECK(dr.dtype_changed());
   CHECK(dr.verdict == Verdict::identical);  // the same values
   CHECK(dr.differs());
 
   Tensor s1 = tensor_of<int64_t>(DType::int64, {}, {938});
   Tensor s2 = tensor_of<int64_t>(DType::int64, {}, {1876});
-  TensorResult sr = compare_pair(Pair{"bn.num_batches_tracked", "", "", {}, &s1, &s2}, p);
+  TensorResult sr = compare_pair(pair_of("bn.num_batches_tracked", s1, s2), p);
   CHECK(sr.verdict == Verdict::changed);
   REQUIRE(sr.value_a);
   CHECK(*sr.value_a == 938);

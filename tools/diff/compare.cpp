@@ -385,4 +385,37 @@ bool raw_equal(const Tensor& a, const Tensor& b, uint64_t count) {
   return std::memcmp(x.data(), y.data(), std::min<uint64_t>(nbytes, std::min(x.size(), y.size()))) == 0;
 }
 
+namespace {
+Tensor row_view(const Tensor& t, int64_t r) {
+  Tensor v = t;
+  v.shape.erase(v.shape.begin());
+  v.stride.erase(v.stride.begin());
+  v.storage_offset += r * t.stride[0];
+  return v;
+}
+}  // namespace
+
+void for_each_changed_row(const Tensor& a, const Tensor& b, const std::function<void(uint64_t)>& changed) {
+  if (a.dtype != b.dtype || a.shape != b.shape || a.shape.empty())
+    throw Error(ErrorCode::invalid_argument, "rows compared need one dtype and shape");
+  const int64_t rows = a.shape[0];
+  if (rows == 0) return;
+  const uint64_t per_row = a.numel() / static_cast<uint64_t>(rows);
+  if (same_layout_bytes(a, b)) {
+    const uint64_t row_bytes = per_row * static_cast<uint64_t>(dtype_size(a.dtype));
+    const uint8_t* pa = contiguous_base(a);
+    const uint8_t* pb = contiguous_base(b);
+    PageReleaser rel_a(a), rel_b(b);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (std::memcmp(pa + r * row_bytes, pb + r * row_bytes, row_bytes) != 0) changed(static_cast<uint64_t>(r));
+      rel_a.advance((static_cast<uint64_t>(r) + 1) * per_row);
+      rel_b.advance((static_cast<uint64_t>(r) + 1) * per_row);
+    }
+    return;
+  }
+  PageReleaser rel_a(a), rel_b(b);  // strided or mixed byte order: one row at a time
+  for (int64_t r = 0; r < rows; ++r)
+    if (!raw_equal(row_view(a, r), row_view(b, r), per_row)) changed(static_cast<uint64_t>(r));
+}
+
 }  // namespace ckpt::tools::diff

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <span>
@@ -91,5 +92,10 @@ Metrics compare_tensors(const Tensor& a, const Tensor& b, uint64_t count, const 
 /// True when the first `count` logical elements of a and b have identical
 /// bytes (any dtype, also those compare_tensors cannot decode).
 bool raw_equal(const Tensor& a, const Tensor& b, uint64_t count);
+
+/// Calls changed(r) for every row r (index along dimension 0) whose bytes
+/// differ between a and b, which must have the same dtype and shape (ndim >= 1).
+/// Streams like compare_tensors: memory stays flat.
+void for_each_changed_row(const Tensor& a, const Tensor& b, const std::function<void(uint64_t)>& changed);
 
 }  // namespace ckpt::tools::diff

@@ -60,7 +60,7 @@ std::string Input::description() const {
 }
 
 Input load_input(const std::string& path) {
-  Input in{path, open_input(path), {}, {}, nullptr, "model", {}, {}};
+  Input in{path, open_input(path)};
   in.schema = recognise(in.ck.root());
   in.name = parse_mammoth_name(path);
   if (in.schema.model) {

@@ -41,6 +41,7 @@ struct Options {
 
 /// One opened file and what it is.
 struct Input {
+  Input(std::string p, Checkpoint c) : path(std::move(p)), ck(std::move(c)) {}
   std::string path;
   Checkpoint ck;
   Schema schema;

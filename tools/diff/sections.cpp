@@ -351,23 +351,6 @@ int64_t rows_of(const std::vector<Named>& ts) {
   return -1;
 }
 
-// Marks the rows (slots) of a and b whose bytes differ.
-void mark_changed_rows(const Tensor& a, const Tensor& b, std::vector<bool>& changed) {
-  const uint64_t rows = changed.size();
-  std::vector<uint8_t> ca, cb;
-  auto bytes_of = [](const Tensor& t, std::vector<uint8_t>& copy) -> std::span<const uint8_t> {
-    if (t.is_contiguous() && !t.storage->big_endian()) return t.contiguous_bytes();
-    copy = t.to_contiguous();
-    return copy;
-  };
-  auto xa = bytes_of(a, ca), xb = bytes_of(b, cb);
-  const uint64_t row = rows ? xa.size() / rows : 0;
-  for (uint64_t r = 0; r < rows; ++r)
-    if (!changed[r] && std::memcmp(xa.data() + r * row, xb.data() + r * row, row) != 0) changed[r] = true;
-  if (a.storage->mapped()) a.storage->release_pages();
-  if (b.storage->mapped()) b.storage->release_pages();
-}
-
 }  // namespace
 
 bool BufferDiff::differs() const noexcept {
@@ -399,7 +382,7 @@ BufferDiff diff_buffer(const Value* a, const Value* b, const TolerancePolicy& po
               p.a->shape[0] == d.size_a;
   if (aligned) {
     std::vector<bool> changed(static_cast<size_t>(d.size_a), false);
-    for (const auto& p : d.matching.pairs) mark_changed_rows(*p.a, *p.b, changed);
+    for (const auto& p : d.matching.pairs) for_each_changed_row(*p.a, *p.b, [&](uint64_t r) { changed[r] = true; });
     d.slots_changed = std::count(changed.begin(), changed.end(), true);
   }
 

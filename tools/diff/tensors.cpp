@@ -204,7 +204,14 @@ Matching match(const std::vector<Named>& a, const std::vector<Named>& b,
       continue;
     }
     by_view.emplace(std::move(id), out.pairs.size());
-    out.pairs.push_back(Pair{na.key, na.orig, nb.orig, {}, na.tensor, nb.tensor, category(na.key, na.tensor->dtype)});
+    Pair p;
+    p.key = na.key;
+    p.key_a = na.orig;
+    p.key_b = nb.orig;
+    p.a = na.tensor;
+    p.b = nb.tensor;
+    p.category = category(na.key, na.tensor->dtype);
+    out.pairs.push_back(std::move(p));
   }
   for (size_t i = 0; i < b.size(); ++i)
     if (!used[i]) out.only_b.push_back(b[i]);

@@ -501,7 +501,8 @@ void histogram_block(std::string& out, const Histogram& h, const Style& st) {
     ra.push_back(h.ok_a ? std::to_string(c.first) : "?");
     rb.push_back(h.ok_b ? std::to_string(c.second) : "?");
     long long d = static_cast<long long>(c.second) - static_cast<long long>(c.first);
-    std::string txt = d > 0 ? "+" + std::to_string(d) : std::to_string(d);
+    std::string txt = std::to_string(d);
+    if (d > 0) txt.insert(txt.begin(), '+');
     rd.push_back(d > 0 ? st.green(txt) : d < 0 ? st.red(txt) : txt);
   }
   t.add(ra);
