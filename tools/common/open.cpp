@@ -1,16 +1,17 @@
 #include "common/open.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "ckpt/error.hpp"
-#include "ckpt/hdf5.hpp"
 #include "ckpt/safetensors.hpp"
 
 namespace ckpt::tools {
@@ -28,6 +29,46 @@ std::vector<uint8_t> head_of(const std::string& path) {
   ::close(fd);
   buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
   return buf;
+}
+
+bool looks_like_hdf5(const std::vector<uint8_t>& h) {
+  static constexpr uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  return h.size() >= 8 && std::equal(sig, sig + 8, h.begin());
+}
+
+// The HDF5 reader (ckpt::read_hdf5) is in libckpt_hdf5, which brings libhdf5
+// and its own dependencies (curl, TLS, Kerberos: about 15 ms of loading at
+// every start). It is loaded on the first HDF5 input only, from libckpt's
+// folder (or the library path), so a tool starts in a few milliseconds.
+using ReadHdf5 = Checkpoint (*)(const std::string&, const OpenOptions&);
+
+ReadHdf5 hdf5_reader() {
+  static const ReadHdf5 fn = []() -> ReadHdf5 {
+    static constexpr const char* sym =  // ckpt::read_hdf5(std::string const&, ckpt::OpenOptions const&)
+        "_ZN4ckpt9read_hdf5ERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEERKNS_11OpenOptionsE";
+    if (void* p = ::dlsym(RTLD_DEFAULT, sym)) return reinterpret_cast<ReadHdf5>(p);  // linked in (ckpt-convert)
+    std::vector<std::string> candidates;
+    Dl_info info{};
+    if (::dladdr(reinterpret_cast<void*>(&container_name), &info) && info.dli_fname) {
+      std::string lib = info.dli_fname;
+      size_t slash = lib.rfind('/');
+      if (slash != std::string::npos) candidates.push_back(lib.substr(0, slash + 1) + "libckpt_hdf5.so.0");
+    }
+    candidates.push_back("libckpt_hdf5.so.0");
+    candidates.push_back("libckpt_hdf5.so");
+    for (const auto& c : candidates)
+      if (void* h = ::dlopen(c.c_str(), RTLD_NOW | RTLD_GLOBAL))
+        if (void* p = ::dlsym(h, sym)) return reinterpret_cast<ReadHdf5>(p);
+    return nullptr;
+  }();
+  return fn;
+}
+
+Checkpoint read_hdf5(const std::string& path, const OpenOptions& opts) {
+  ReadHdf5 read = hdf5_reader();
+  if (!read)
+    throw Error(ErrorCode::unknown_format, "an HDF5 file, but libckpt_hdf5 (the HDF5 reader) is not installed", path);
+  return read(path, opts);
 }
 
 bool is_zstd(const std::vector<uint8_t>& h) { return h.size() >= 4 && h[0] == 0x28 && h[1] == 0xb5 && h[2] == 0x2f && h[3] == 0xfd; }

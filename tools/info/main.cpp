@@ -126,7 +126,7 @@ int run(int argc, char** argv) {
       ->required();
   app.add_flag("--json", opt.json, "one JSON document on stdout (schema: docs/json.md)");
   app.add_flag("--tree", opt.tree, "the nested view of the whole value tree instead of the sections");
-  app.add_option("--depth", opt.depth, "levels of --tree to show (default: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--depth", opt.depth, "levels of the value tree to show (--tree: default all; files of no known layout: default 3)")->check(CLI::NonNegativeNumber);
   app.add_option("--filter", opt.filters, "only tensors whose name matches GLOB (repeatable; `*` crosses dots)")
       ->type_name("GLOB")
       ->take_all();

@@ -164,10 +164,11 @@ class TextView {
   }
 
   void tensor_section(const TensorTable& t, const std::string& title) {
+    const bool is_model = r_.model && &t == &*r_.model;
     std::string where;
-    if (&t == &*r_.model && !r_.schema.model_key.empty()) where = "under '" + escape(r_.schema.model_key) + "' · ";
+    if (is_model && !r_.schema.model_key.empty()) where = "under '" + escape(r_.schema.model_key) + "' · ";
     section(title, where + totals_line(t));
-    if (&t == &*r_.model) prefix_line();
+    if (is_model) prefix_line();
     if (!t.rows.empty()) out_ += tensor_table(t.rows).render(st_);
     dtype_totals(t.totals);
   }
@@ -479,6 +480,7 @@ class TextView {
     section("value tree", o_.full ? "" : "(--tree for every level, --full for every entry)");
     TreeLimits lim = tree_limits();
     if (!o_.full) lim.depth = 3, lim.max_lines = 200;
+    if (o_.depth >= 0) lim.depth = o_.depth;
     out_ += render_tree(r_.ck->root(), "(root)", lim, st_);
   }
 
