@@ -3,7 +3,7 @@
 # (bench/trainer_ref.py: Mammoth's procedure), side by side in one run.
 #
 #   bench/run_trainer.sh [--quick] [--speed-only | --accuracy-only]
-#   env: BUILD (default build-trainer), PY (/usr/bin/python3), REPS (3), SEEDS ("0 1 2"), NO_BUILD=1
+#   env: BUILD (default build-trainer), PY (/usr/bin/python3), REPS (3), REPS_RESNET (5), SEEDS ("0 1 2"), NO_BUILD=1
 #
 # Speed (samples/s over the training loop only: no data loading, no evaluation;
 # replayed buffer samples not counted; median of REPS alternating runs after a
@@ -27,6 +27,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-trainer}
 PY=${PY:-/usr/bin/python3}
 REPS=${REPS:-3}
+REPS_RESNET=${REPS_RESNET:-5}
 SEEDS=${SEEDS:-"0 1 2"}
 QUICK=0; SPEED=1; ACC=1
 for a in "$@"; do
@@ -49,16 +50,17 @@ TRAIN=$BUILD/trainer/ckpt-train
 OUT=$HERE/out/trainer
 mkdir -p "$OUT"
 
-export TRAIN PY HERE ROOT OUT REPS SEEDS QUICK SPEED ACC
+export TRAIN PY HERE ROOT OUT REPS REPS_RESNET SEEDS QUICK SPEED ACC
 exec "$PY" - <<'PYEOF'
 import json, os, statistics, subprocess, sys, tempfile, time
 
 E = os.environ
 TRAIN, PY, HERE, ROOT, OUT = E['TRAIN'], E['PY'], E['HERE'], E['ROOT'], E['OUT']
-REPS, SEEDS, QUICK = int(E['REPS']), [int(s) for s in E['SEEDS'].split()], E['QUICK'] == '1'
+REPS, REPS_RESNET = int(E['REPS']), int(E['REPS_RESNET'])
+SEEDS, QUICK = [int(s) for s in E['SEEDS'].split()], E['QUICK'] == '1'
 REF = os.path.join(HERE, 'trainer_ref.py')
 if QUICK:
-    REPS = 1
+    REPS = REPS_RESNET = 1
 CAP = ['--max_samples_per_task', '2000'] if QUICK else []
 
 
@@ -91,16 +93,17 @@ def python(args):
                                                                t['OPENBLAS_NUM_THREADS'], os.path.basename(str(t['blas'])))}
 
 
-def median_speed(cmd_ours, cmd_py):
+def median_speed(cmd_ours, cmd_py, reps):
     s = {'ours': [], 'py': []}
     last = {}
-    for i in range(REPS + 1):
+    for i in range(reps + 1):
         for side, fn, cmd in (('ours', ours, cmd_ours), ('py', python, cmd_py)):
             r = fn(cmd)
             last[side] = r
             if i > 0:
                 s[side].append(r['samples_per_s'])
             print('   %s run %d: %.0f samples/s' % (side, i, r['samples_per_s']), file=sys.stderr)
+    last['spread'] = {k: (min(v), max(v)) for k, v in s.items()}
     return statistics.median(s['ours']), statistics.median(s['py']), last
 
 
@@ -110,7 +113,7 @@ if E['SPEED'] == '1':
         print('== speed: sgd mnistmlp seq-fashion-mnist batch %d' % bs, file=sys.stderr)
         o, p, last = median_speed(['--model', 'sgd', '--lr', 0.03, '--batch_size', bs, '--seed', 0] + CAP,
                                   ['--model', 'sgd', '--lr', 0.03, '--batch_size', bs, '--seed', 0, '--threads', 1,
-                                   '--blas_threads', 1] + CAP)
+                                   '--blas_threads', 1] + CAP, REPS)
         same = last['ours']['class_il'] == last['py']['class_il'] and last['ours']['task_il'] == last['py']['task_il']
         rows.append(('sgd mnistmlp seq-fashion-mnist, batch %d' % bs, o, p, target, last, same))
     cifar = os.path.join(OUT, 'cifar')
@@ -124,7 +127,7 @@ if E['SPEED'] == '1':
                                '--max_samples_per_task', n, '--stop_after', 1, '--num_threads', 2, '--data_path', data],
                               ['--dataset', 'seq-cifar10', '--backbone', 'resnet18', '--lr', 0.1, '--batch_size', 32,
                                '--n_epochs', 1, '--seed', 0, '--max_samples_per_task', n, '--stop_after', 1, '--threads', 2,
-                               '--blas_threads', 1, '--eval', 0, '--data_path', data])
+                               '--blas_threads', 1, '--eval', 0, '--data_path', data], REPS_RESNET)
     rows.append(('sgd resnet18 CIFAR-shaped (generated), batch 32', o, p, 1.0, last, None))
 
 acc = {}
@@ -154,11 +157,14 @@ print('ckpt-train vs Python PyTorch (%s), %d CPUs%s' % (
     len(os.sched_getaffinity(0)), ', QUICK run' if QUICK else ''))
 if rows:
     print()
-    print('| workload | ckpt-train samples/s | Python samples/s | ratio | target | met | results identical |')
+    print('| workload | ckpt-train samples/s (min-max) | Python samples/s (min-max) | ratio of medians | target | met | same accuracies |')
     print('|---|---:|---:|---:|---:|---|---|')
     for name, o, p, target, last, same in rows:
-        print('| %s | %.0f | %.0f | %.2fx | >= %.1fx | %s | %s |' % (
-            name, o, p, o / p, target, 'yes' if o / p >= target else 'NO', '-' if same is None else ('yes' if same else 'no')))
+        (olo, ohi), (plo, phi) = last['spread']['ours'], last['spread']['py']
+        fmt = (lambda v: '%.1f' % v) if o < 100 else (lambda v: '%.0f' % v)
+        print('| %s | %s (%s-%s) | %s (%s-%s) | %.2fx | >= %.1fx | %s | %s |' % (
+            name, fmt(o), fmt(olo), fmt(ohi), fmt(p), fmt(plo), fmt(phi), o / p, target, 'yes' if o / p >= target else 'NO',
+            '-' if same is None else ('yes' if same else 'no')))
     print()
     print('threads: ckpt-train %s; Python %s (MLP); ResNet-18: ckpt-train %s; Python %s' % (
         rows[0][4]['ours']['threads'], rows[0][4]['py']['threads'], rows[-1][4]['ours']['threads'], rows[-1][4]['py']['threads']))

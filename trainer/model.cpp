@@ -224,15 +224,20 @@ class ResNet18 final : public Backbone {
   }
 
   at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor out = at::relu(bn(conv_fwd(x, conv1_, 1, 1), bn1_));
+    // In place where autograd allows it (batch norm's and add's backward do
+    // not read their outputs), as Mammoth's `out += self.shortcut(x)`: fewer
+    // activation buffers, same values.
+    at::Tensor out = bn(conv_fwd(x, conv1_, 1, 1), bn1_);
+    out.relu_();
     for (Block& blk : blocks_) {
-      at::Tensor y = at::relu(bn(conv_fwd(out, blk.conv1, blk.stride, 1), blk.bn1));
+      at::Tensor y = bn(conv_fwd(out, blk.conv1, blk.stride, 1), blk.bn1);
+      y.relu_();
       y = bn(conv_fwd(y, blk.conv2, 1, 1), blk.bn2);
       if (blk.shortcut_conv.defined())
-        y = y + bn(conv_fwd(out, blk.shortcut_conv, blk.stride, 0), blk.shortcut_bn);
+        y.add_(bn(conv_fwd(out, blk.shortcut_conv, blk.stride, 0), blk.shortcut_bn));
       else
-        y = y + out;
-      out = at::relu(y);
+        y.add_(out);
+      out = y.relu_();
     }
     out = at::avg_pool2d(out, {out.size(2), out.size(2)});
     out = out.view({out.size(0), -1});

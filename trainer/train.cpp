@@ -57,7 +57,8 @@ struct ThreadSettings {
 int usable_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)) > 0 ? static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) : 1;
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
 }
 
 // One level of parallelism only: ATen's OpenMP pool gets the threads, BLAS
@@ -77,7 +78,8 @@ ThreadSettings configure_threads(const Options& o) {
   using cfg_fn = char* (*)();
   if (auto set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
     set(1);
-    if (auto cfg = reinterpret_cast<cfg_fn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) t.blas_name = std::string("OpenBLAS ") + cfg();
+    t.blas_name = "OpenBLAS";
+    if (auto cfg = reinterpret_cast<cfg_fn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) t.blas_name = cfg();
   } else {
     t.blas_name = "reference BLAS (single-threaded)";
   }

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <set>
 
+#include "args.hpp"
 #include "bridge.hpp"
+#include "data.hpp"
 #include "ckpt/checkpoint.hpp"
 #include "ckpt/error.hpp"
 #include "model.hpp"
@@ -158,4 +160,59 @@ TEST_CASE("backbones: Mammoth's keys, aliases and parameter order") {
   CHECK(rn->state()[0].name == "conv1.weight");
   CHECK(rn->state().back().name == "classifier.bias");
   CHECK(rn->is_classifier_key("classifier.weight"));
+}
+
+TEST_CASE("seq-cifar10: crop with zero padding 4, flip, normalise; test images only normalised") {
+  const fs::path dir = fs::temp_directory_path() / ("ckpt_cifar_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::vector<uint8_t> rec(3073);
+  for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin",
+                           "test_batch.bin"}) {
+    FILE* f = std::fopen((dir / name).c_str(), "wb");
+    for (int i = 0; i < 4; ++i) {
+      rec[0] = static_cast<uint8_t>(i % 2);
+      for (int j = 1; j < 3073; ++j) rec[j] = static_cast<uint8_t>((j * 7 + i * 13) % 251);
+      std::fwrite(rec.data(), 1, rec.size(), f);
+    }
+    std::fclose(f);
+  }
+  ParsedCli cli;
+  cli.values = {{"dataset", "seq-cifar10"}, {"lr", "0.1"}, {"data_path", dir.string()}};
+  Options opt = resolve_options(cli, nullptr);
+  auto ds = ContinualDataset::load(opt, 0);
+  TaskSet ts = ds->train_task(0);
+  REQUIRE(ts.size() == 20);
+  const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, sd[3] = {0.2470f, 0.2435f, 0.2615f};
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
+  at::Tensor out = ds->augment(ts.x, g);
+  const at::Tensor src = ts.x.contiguous();
+  const float* in = src.data_ptr<float>();
+  const float* o = out.data_ptr<float>();
+  int flips = 0;
+  for (int64_t b = 0; b < ts.size(); ++b) {
+    // exactly one (dy, dx, flip) reproduces each augmented image
+    int matches = 0;
+    for (int dy = -4; dy <= 4; ++dy)
+      for (int dx = -4; dx <= 4; ++dx)
+        for (int flip = 0; flip < 2; ++flip) {
+          bool same = true;
+          for (int c = 0; c < 3 && same; ++c)
+            for (int y = 0; y < 32 && same; ++y)
+              for (int x = 0; x < 32 && same; ++x) {
+                const int yy = y + dy, xx = (flip ? 31 - x : x) + dx;
+                const float v = (yy >= 0 && yy < 32 && xx >= 0 && xx < 32) ? in[((b * 3 + c) * 32 + yy) * 32 + xx] : 0.0f;
+                same = o[((b * 3 + c) * 32 + y) * 32 + x] == (v - mean[c]) / sd[c];
+              }
+          if (same) {
+            ++matches;
+            flips += flip;
+          }
+        }
+    CHECK(matches >= 1);
+  }
+  CHECK(flips > 0);
+  CHECK(flips < ts.size());
+  at::Tensor test = ds->test_task(0).x;
+  CHECK(at::allclose(ds->test_input(test)[0][1], (test[0][1] - mean[1]) / sd[1]));
+  fs::remove_all(dir);
 }
