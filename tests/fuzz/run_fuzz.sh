@@ -29,6 +29,7 @@ esac
 log=$work/logs/$target-$(date +%Y%m%d-%H%M%S).log
 status=0
 # shellcheck disable=SC2086
+LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp} \
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 "$exe" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-1}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
