@@ -54,7 +54,8 @@ int run(int argc, char** argv) {
   bool keep_order = false;
   app.add_option("files", files, "Checkpoints: two to compare, or three or more as a series")
       ->required()
-      ->expected(2, 1 << 20);
+      ->expected(2, CLI::detail::expected_max_vector_size)
+      ->type_name("FILE");
   app.add_option("-s,--section", sections,
                  "Sections to compare, comma-separated: model, optimizer, scheduler, args, results, buffer, extra "
                  "(other top-level keys), all (default)");
