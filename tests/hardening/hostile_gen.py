@@ -456,6 +456,32 @@ simple("tar_huge_member.tar", "truncated corrupt_legacy unknown_format missing_r
         bytes(100) + b"ustar\x0000").ljust(512, b"\0") + bytes(1024))
 
 
+# --- safetensors and HDF5 (read by the tools; Checkpoint::open does not take them)
+def st_file(header, data=b"", hlen=None):
+    h = header if isinstance(header, bytes) else header.encode()
+    return struct.pack("<Q", len(h) if hlen is None else hlen) + h + data
+
+
+# Checkpoint::open reads these as (broken) pickles; the tools as safetensors.
+ST = "unknown_format invalid_tensor truncated limit_exceeded malformed_pickle unsupported_opcode"
+simple("st_header_len_2e63.safetensors", ST, st_file('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4, hlen=1 << 63))
+simple("st_header_past_eof.safetensors", ST, st_file('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', hlen=4096))
+simple("st_offsets_overlap.safetensors", ST, st_file(
+    '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', b"\0" * 12))
+simple("st_offsets_past_data.safetensors", ST, st_file('{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}', b"\0" * 8))
+simple("st_shape_overflow.safetensors", ST, st_file(
+    '{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}', b"\0" * 4))
+simple("st_negative_shape.safetensors", ST, st_file('{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', b"\0" * 4))
+simple("st_unknown_dtype.safetensors", ST, st_file('{"w":{"dtype":"X99","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4))
+simple("st_size_mismatch.safetensors", ST, st_file('{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,4]}}', b"\0" * 4))
+simple("st_duplicate_key.safetensors", ST, st_file(
+    '{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4))
+simple("st_deep_json.safetensors", ST, st_file("{\"w\":" + "[" * 100_000 + "]" * 100_000 + "}"))
+simple("st_not_json.safetensors", ST, st_file("{this is not json", b""))
+simple("st_metadata_not_string.safetensors", ST, st_file('{"__metadata__":{"a":{"b":1}}}'))
+simple("hdf5_signature_then_garbage.h5", "unknown_format", b"\x89HDF\r\n\x1a\n" + bytes((i * 37) % 256 for i in range(4096)))
+
+
 def build_all(outdir):
     """Writes every case; returns [(name, path, allowed set, note)]."""
     os.makedirs(outdir, exist_ok=True)
