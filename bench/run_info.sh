@@ -12,8 +12,10 @@
 #    the same walk and text), and `ckpt-info --stats FILE` vs
 #    `info_torch.py FILE --stats` (the same statistics, in float64, per view).
 #    Wall time and peak RSS of each whole process come from os.wait4() (the
-#    rusage /usr/bin/time -v reports as "Maximum resident set size"). The
-#    torch side includes `import torch`: that is what a user waits for.
+#    rusage /usr/bin/time -v reports as "Maximum resident set size"), with
+#    the CPU time (user + system) beside the wall time: on a busy machine
+#    it is the steadier figure. The torch side includes `import torch`:
+#    that is what a user waits for.
 # 4. Checks that both sides see the same tensors and the same NaN/zero counts.
 # 5. Prints a markdown table against the targets: without --stats >= 100x
 #    faster and <= 20 MiB peak RSS whatever the size; with --stats >= 5x faster.
@@ -66,7 +68,7 @@ ENV.pop('NO_COLOR', None)
 
 
 def run(cmd):
-    """(wall s, peak RSS MiB, stdout) of one process, stdout to a file."""
+    """(wall s, peak RSS MiB, stdout, CPU s) of one process, stdout to a file."""
     with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=so, stderr=se, env=ENV)
@@ -77,7 +79,7 @@ def run(cmd):
         out, err = so.read().decode('utf-8', 'replace'), se.read().decode('utf-8', 'replace')
     if code != 0:
         sys.exit('FAILED (%d): %s\n%s' % (code, ' '.join(cmd), err[-2000:]))
-    return wall, ru.ru_maxrss / 1024.0, out
+    return wall, ru.ru_maxrss / 1024.0, out, ru.ru_utime + ru.ru_stime
 
 
 def bench(sides, reps):
@@ -87,8 +89,8 @@ def bench(sides, reps):
             r = run(cmd)
             if i:
                 samples[name].append(r)
-    return {k: {'wall': statistics.median(r[0] for r in v), 'rss': max(r[1] for r in v), 'out': v[-1][2]}
-            for k, v in samples.items()}
+    return {k: {'wall': statistics.median(r[0] for r in v), 'rss': max(r[1] for r in v), 'out': v[-1][2],
+                'cpu': statistics.median(r[3] for r in v)} for k, v in samples.items()}
 
 
 def ckpt_counts(doc):
@@ -123,7 +125,7 @@ for label, path, reps in FILES:
     st = bench({'ckpt': [INFO, '--stats', path],
                 'torch': [PY, os.path.join(HERE, 'info_torch.py'), path, '--stats']}, reps)
     # Both sides saw the same thing.
-    _, _, js = run([INFO, '--json', '--stats', path])
+    js = run([INFO, '--json', '--stats', path])[2]
     ct, cnan, czeros = ckpt_counts(json.loads(js))
     tj = json.loads(st['torch']['out'].strip().splitlines()[-1])
     if (ct, cnan, czeros) != (tj['tensors'], tj['nan'], tj['zeros']):
@@ -135,6 +137,8 @@ for label, path, reps in FILES:
         met = ratio >= ratio_goal and (rss_goal is None or r['ckpt']['rss'] <= rss_goal)
         rows.append((label if mode == 'view' else '', '%.0f MB' % (size / 1e6) if mode == 'view' else '', mode,
                      '%.1f ms' % (r['ckpt']['wall'] * 1e3), '%.2f s' % r['torch']['wall'], '%.0f×' % ratio,
+                     '%.1f ms' % (r['ckpt']['cpu'] * 1e3), '%.2f s' % r['torch']['cpu'],
+                     '%.0f×' % (r['torch']['cpu'] / max(r['ckpt']['cpu'], 1e-4)),
                      '%.1f MiB' % r['ckpt']['rss'], '%.0f MiB' % r['torch']['rss'], target,
                      '**yes**' if met else '**NO**'))
 
@@ -142,8 +146,9 @@ import torch  # noqa: only for the version in the heading
 print('\n### ckpt-info vs torch.load + the same walk (median of %d runs, %d for the %s GB file; whole processes, '
       'warm page cache; torch %s; %d CPUs; load average %.1f)\n'
       % (REPS, REPS_BIG, PAD_GB, torch.__version__, os.cpu_count(), os.getloadavg()[0]))
-print('| file | size | mode | ckpt-info | torch | torch / ckpt-info | ckpt-info peak RSS | torch peak RSS | target | met |')
-print('|---|---:|---|---:|---:|---:|---:|---:|---|---|')
+print('| file | size | mode | ckpt-info wall | torch wall | ratio | ckpt-info CPU | torch CPU | ratio | '
+      'ckpt-info peak RSS | torch peak RSS | target (wall, RSS) | met |')
+print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|')
 for r in rows:
     print('| ' + ' | '.join(r) + ' |')
 print('\nchecks: ' + ('both sides see the same tensors, NaN and zero counts: OK' if not problems else 'PROBLEMS'))

@@ -43,7 +43,7 @@ std::pair<std::string, std::string> optimizer_kind(const std::vector<std::string
     if (has(g, "amsgrad")) {
       if (const Value* d = group0 ? group0->get("decoupled_weight_decay") : nullptr; d && d->is(Kind::boolean))
         return {d->as_bool() ? "AdamW" : "Adam", "betas, amsgrad, decoupled_weight_decay"};
-      return {"Adam or AdamW", "betas, amsgrad (both have these keys; AdamW's default weight_decay is 0.01)"};
+      return {"Adam or AdamW", "betas, amsgrad; both classes have these keys, AdamW defaults to weight_decay 0.01"};
     }
     if (has(g, "decoupled_weight_decay")) return {"RAdam", "betas, decoupled_weight_decay, no amsgrad"};
     if (!has(g, "weight_decay")) return {"SparseAdam", "betas, no weight_decay"};

@@ -271,8 +271,8 @@ class TextView {
   // ---- optimizer / scheduler / args ----
   void optimizer() {
     const OptimizerInfo& o = *r_.optimizer;
-    section("optimizer", st_.bold(o.kind) + " (" + o.why + ") · " + plural(o.groups.size(), "param group", "param groups") +
-                             " · " + plural(o.params, "parameter", "parameters"));
+    section("optimizer", st_.bold(o.kind) + " · " + plural(o.groups.size(), "param group", "param groups") + " · " +
+                             plural(o.params, "parameter", "parameters") + " " + st_.dim("(from the keys " + o.why + ")"));
     if (!o.groups.empty()) {
       std::vector<std::string> head{"group", "params"};
       for (const auto& k : o.hyper_keys) head.push_back(escape(k));
