@@ -12,18 +12,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <set>
-#include <cmath>
-#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
+#include <set>
 
 #include "bridge.hpp"
 #include "ckpt/checkpoint.hpp"
@@ -548,6 +548,11 @@ bool Trainer::train_task(int t) {
                    nb, batch_);
     const auto start = Clock::now();
     int64_t samples = 0;
+    auto account = [&] {
+      train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+      samples_trained_ += samples;
+      progress.end();
+    };
     while (batch_ < nb) {
       const int64_t first = batch_ * bs, len = std::min(bs, n - first);
       at::Tensor idx = perm_.narrow(0, first, len);
@@ -558,15 +563,11 @@ bool Trainer::train_task(int t) {
       progress.step(loss, len);
       if (++steps_ == signal_after_steps_) std::raise(SIGINT);
       if (g_stop_requested) {
-        train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-        samples_trained_ += samples;
-        progress.end();
+        account();
         return false;
       }
     }
-    train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    samples_trained_ += samples;
-    progress.end();
+    account();
     if (sched_) sched_->step(*optim_);
     perm_ = at::Tensor();
     batch_ = 0;
