@@ -12,7 +12,8 @@
 #   sgd, resnet18, CIFAR-shaped input (generated CIFAR-10 binary files), batch 32
 # Both sides use the same Debian libtorch, the same BLAS and the same thread
 # settings: MLP 1 intra-op thread and 1 BLAS thread; ResNet-18 2 intra-op
-# (OpenMP) threads and 1 BLAS thread; 1 inter-op thread. The table prints
+# (OpenMP) threads and 1 BLAS thread; 1 inter-op thread; OMP_WAIT_POLICY=PASSIVE
+# (ckpt-train's launcher sets it; the reference is given it). The table prints
 # what each side reports it used.
 #
 # Accuracy (seq-fashion-mnist, 1 epoch, batch 10, the DER paper's seq-mnist
@@ -76,12 +77,15 @@ def ours(args):
             r = json.load(f)
     return {'samples_per_s': r['samples_per_second'], 'class_il': r['class_il'], 'task_il': r['task_il'],
             'mean_class_il': r['mean_class_il'], 'mean_task_il': r['mean_task_il'], 'bwt': r['bwt'],
-            'threads': 'intra-op %d, inter-op 1, BLAS %d (%s)' % (r['threads']['intra_op'], r['threads']['blas'],
-                                                              r['threads']['blas_library'].split(' NO_')[0])}
+            'threads': 'intra-op %d, inter-op 1, BLAS %d (%s), OMP_WAIT_POLICY %s' % (
+                r['threads']['intra_op'], r['threads']['blas'], r['threads']['blas_library'].split(' NO_')[0],
+                r['threads'].get('omp_wait_policy'))}
 
 
 def python(args):
-    p = subprocess.run([PY, REF] + [str(a) for a in args] + ['--non_verbose'], capture_output=True, text=True)
+    # ckpt-train's launcher sets OMP_WAIT_POLICY=PASSIVE before LibTorch loads; the reference gets the same.
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
+    p = subprocess.run([PY, REF] + [str(a) for a in args] + ['--non_verbose'], capture_output=True, text=True, env=env)
     if p.returncode:
         sys.exit('trainer_ref.py failed: %s\n%s' % (' '.join(map(str, args)), p.stderr))
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -89,8 +93,9 @@ def python(args):
     return {'samples_per_s': r['samples_per_s'], 'class_il': r['class_il'][-1] if r['class_il'] else [],
             'task_il': r['task_il'][-1] if r['task_il'] else [], 'mean_class_il': r['mean_class_il'],
             'mean_task_il': r['mean_task_il'], 'bwt': r['bwt'],
-            'threads': 'intra-op %d, inter-op %d, BLAS %s (%s)' % (t['torch_intra_op'], t['torch_inter_op'],
-                                                               t['OPENBLAS_NUM_THREADS'], os.path.basename(str(t['blas'])))}
+            'threads': 'intra-op %d, inter-op %d, BLAS %s (%s), OMP_WAIT_POLICY %s' % (
+                t['torch_intra_op'], t['torch_inter_op'], t['OPENBLAS_NUM_THREADS'],
+                os.path.basename(str(t['blas'])).rstrip("']"), env['OMP_WAIT_POLICY'])}
 
 
 def median_speed(cmd_ours, cmd_py, reps):

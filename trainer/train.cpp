@@ -952,7 +952,8 @@ void Trainer::write_results_json(double seconds) const {
     << ", \"samples_per_second\": " << json_num(train_seconds_ > 0 ? samples_trained_ / train_seconds_ : 0)
     << ", \"wall_seconds\": " << json_num(seconds) << ", \"threads\": {\"intra_op\": " << threads_.intra_op
     << ", \"inter_op\": 1, \"blas\": " << threads_.blas << ", \"blas_library\": " << json_str(threads_.blas_name)
-    << ", \"cores\": " << threads_.cores << "}}\n";
+    << ", \"cores\": " << threads_.cores << ", \"omp_wait_policy\": "
+    << json_str(std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "") << "}}\n";
   if (!f) throw Error(ErrorCode::io_error, "cannot write", opt_.results_json);
 }
 
@@ -974,9 +975,12 @@ int Trainer::run(const std::string& loaded_from) {
     til_.resize(start);
   }
   next_task_ = start;
-  std::fprintf(stderr, "ckpt-train: %s, %s on %s, seed %llu; threads: %d intra-op (of %d cores), 1 inter-op, BLAS %d (%s)\n",
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  std::fprintf(stderr,
+               "ckpt-train: %s, %s on %s, seed %llu; threads: %d intra-op (of %d cores), 1 inter-op, BLAS %d (%s), "
+               "OMP_WAIT_POLICY %s\n",
                data_->describe().c_str(), opt_.model.c_str(), opt_.backbone.c_str(), static_cast<unsigned long long>(seed_),
-               threads_.intra_op, threads_.cores, threads_.blas, threads_.blas_name.c_str());
+               threads_.intra_op, threads_.cores, threads_.blas, threads_.blas_name.c_str(), wait ? wait : "(unset)");
   if (!loaded_from.empty())
     std::fprintf(stderr, "ckpt-train: resuming from %s at task %d%s\n", loaded_from.c_str(), start + 1,
                  in_task_ ? (", epoch " + std::to_string(epoch_ + 1) + ", batch " + std::to_string(batch_ + 1)).c_str() : "");
@@ -1066,4 +1070,37 @@ int run(const ParsedCli& cli) {
   return trainer.run(loaded_from);
 }
 
+namespace {
+
+void on_signal(int sig) {
+  if (g_stop_requested) _exit(128 + sig);  // a second signal: at once
+  g_stop_requested = 1;
+  const char msg[] = "\nckpt-train: stopping after this step and saving a checkpoint (signal again to quit now)\n";
+  ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)r;
+}
+
+}  // namespace
 }  // namespace ckpt::train
+
+extern "C" int ckpt_train_main(int argc, const char* const* argv) {
+  using namespace ckpt::train;
+  try {
+    ParsedCli cli = parse_cli(argc, argv);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    return run(cli);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "ckpt-train: %s\n", e.what());
+    return 1;
+  } catch (const ckpt::Error& e) {
+    std::fprintf(stderr, "ckpt-train: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ckpt-train: error: %s\n", e.what());
+    return 5;
+  }
+}

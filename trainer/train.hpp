@@ -19,3 +19,8 @@ extern volatile std::sig_atomic_t g_stop_requested;
 int run(const ParsedCli& cli);
 
 }  // namespace ckpt::train
+
+/// The training module's entry point (libckpt_train.so), called by the
+/// ckpt-train launcher after it has set the thread environment: parses argv,
+/// installs the SIGINT/SIGTERM handlers, runs, and maps errors to exit codes.
+extern "C" int ckpt_train_main(int argc, const char* const* argv);
