@@ -365,6 +365,8 @@ void CheckpointLoader::load_zip() {
         uint64_t off = zp->data_offset(*ep);
         return std::make_pair(zp->source().data() + off, off);
       }, src, src->mapped(), loc.as_str());
+      st->set_checksum([zp, ep] { zp->verify_crc(*ep); },
+                       ep->uncompressed_size == *nbytes ? std::optional<uint32_t>(ep->crc32) : std::nullopt);
     } else {
       const ZipArchive* zp = ck.zip_.get();
       const ZipEntry* ep = e;

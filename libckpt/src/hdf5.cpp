@@ -105,7 +105,10 @@ void init_hdf5() {
   std::call_once(once, [] {
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // the library never prints
-    if (H5Zfilter_avail(static_cast<H5Z_filter_t>(kHdf5ZstdFilter)) <= 0) H5Zregister(&detail::kZstdFilterClass);
+    // Registered directly: H5Zfilter_avail would first search the system's
+    // plugin folder and dlopen every filter plugin there (Debian's ZFP one
+    // leaks in its static initialiser), which nothing here needs.
+    H5Zregister(&detail::kZstdFilterClass);
     H5Eclear2(H5E_DEFAULT);
   });
 }
@@ -394,12 +397,12 @@ class Planner {
   std::vector<PlannedDataset> datasets;
 
  private:
-  static constexpr uint64_t kMaxNodes = 2'000'000;
+  static constexpr uint64_t kMaxNodes = kDefaultMaxWalkNodes;
   static constexpr uint32_t kMaxDepth = 1000;
 
   // Returns true when `v` holds a tensor (it then has a group or dataset).
   bool visit(const Value& v, const std::vector<std::string>& comps, const std::string& key_path, uint32_t depth) {
-    if (++visited_ > kMaxNodes) throw Error(ErrorCode::limit_exceeded, "tree walk visited more than 2,000,000 nodes", {}, {}, Error::no_offset, key_path);
+    if (++visited_ > kMaxNodes) throw Error(ErrorCode::limit_exceeded, "tree walk visited more than " + std::to_string(kMaxNodes) + " nodes", {}, {}, Error::no_offset, key_path);
     if (depth > kMaxDepth) throw Error(ErrorCode::limit_exceeded, "value tree deeper than 1000 levels (or cyclic)", {}, {}, Error::no_offset, key_path);
     bool any = false;
     auto child = [&](const Value& c, const std::string& key, bool split) {
@@ -712,6 +715,7 @@ struct Source2 {
 /// The stored bytes of a tensor: zero-copy when it is contiguous, little-endian
 /// and stored as itself; otherwise a materialised (converted) copy.
 Source2 stored_bytes(const Tensor& t, const StoredType& st) {
+  t.storage->verify();  // a damaged stored record is never copied under a fresh checksum
   const bool upcast = t.dtype == DType::bfloat16 && st.size == 4;
   if (!upcast && t.is_contiguous() && !t.storage->big_endian()) return {t.contiguous_bytes().data(), nullptr};
   auto buf = std::make_shared<std::vector<uint8_t>>(t.to_contiguous());
@@ -974,6 +978,7 @@ class Writer {
                                           "cannot create a storage dataset", path_), H5Dclose);
     attr_string(*dset, "torch_dtype", std::string(dtype_name(s->dtype())), path_);
     Source2 src;
+    s->verify();
     auto bytes = s->bytes();
     if (s->big_endian()) {
       auto buf = std::make_shared<std::vector<uint8_t>>(bytes.begin(), bytes.end());
@@ -1161,6 +1166,27 @@ struct Reader {
     }
     if (nbytes > opts.limits.max_inflate_bytes)
       bad(ErrorCode::limit_exceeded, name + " would take " + std::to_string(nbytes) + " bytes in memory, over the limit", name);
+    // The stored chunks' sizes (libhdf5 sums them from the chunk index) must
+    // fit in the file: libhdf5 allocates a read buffer of a chunk's declared
+    // size before it reads it, so one corrupt entry could ask for 4 GB.
+    {
+      const hsize_t stored = H5Dget_storage_size(dset);
+      H5Eclear2(H5E_DEFAULT);
+      H dcpl(H5Dget_create_plist(dset), H5Pclose);
+      if (dcpl.valid() && H5Pget_layout(dcpl) == H5D_CHUNKED && nd > 0) {
+        std::vector<hsize_t> cdims(static_cast<size_t>(nd));
+        uint64_t cbytes = fsize;
+        if (H5Pget_chunk(dcpl, nd, cdims.data()) != nd) cbytes = UINT64_MAX;
+        for (hsize_t c : cdims) cbytes = detail::checked_mul(cbytes, c).value_or(UINT64_MAX);
+        if (cbytes > opts.limits.max_inflate_bytes)
+          bad(ErrorCode::limit_exceeded, name + " has chunks of " + std::to_string(cbytes) + " bytes, over the limit", name);
+      }
+      H5Eclear2(H5E_DEFAULT);
+      if (stored > src->size())
+        bad(ErrorCode::corrupt_compressed, name + " declares " + std::to_string(stored) + " stored bytes in a file of " +
+                                               std::to_string(src->size()),
+            name);
+    }
     std::vector<uint8_t> buf(static_cast<size_t>(upcast_bf16 ? nbytes * 2 : nbytes));
     if (!buf.empty() && H5Dread(dset, mem.type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
       bad(ErrorCode::corrupt_compressed, "cannot read " + name, name);

@@ -644,6 +644,7 @@ SafetensorsSaveResult save_safetensors(const std::string& path, const Value& sta
     if (dropped[i]) continue;
     const Tensor& t = *items[i].t;
     try {
+      t.storage->verify();  // a damaged stored record is never copied under a fresh checksum
       if (t.is_contiguous() && !t.storage->big_endian()) {
         auto b = t.contiguous_bytes();
         f.write(b.data(), b.size());

@@ -73,6 +73,18 @@ class ZipWriter {
       }
     }
     st.release_pages();
+    // A storage read from a STORED zip record is checked against the CRC-32
+    // its archive declares, so a damaged payload is never copied into a new
+    // file under a fresh, valid CRC: for free when the record is exactly the
+    // storage (the CRC is computed anyway), by a separate pass otherwise.
+    if (auto want = st.record_crc(); want && !st.big_endian()) {
+      if (crc != *want) {
+        st.verify();  // throws crc_mismatch naming the file, entry and offset
+        throw Error(ErrorCode::crc_mismatch, "storage " + st.key + ": the bytes read do not match the CRC-32 of " + st.entry);
+      }
+    } else {
+      st.verify();
+    }
     end(crc);
   }
 

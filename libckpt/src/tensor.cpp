@@ -105,6 +105,10 @@ void Storage::prefetch_pages(uint64_t offset, uint64_t length) const noexcept {
   ::madvise(reinterpret_cast<void*>(lo), hi - lo, kMadvPopulateRead);
 }
 
+void Storage::verify() const {
+  if (check_) std::call_once(verified_, check_);  // a throw leaves it unverified: the next call checks again
+}
+
 std::span<const uint8_t> Storage::bytes() const {
   if (locate_) {
     std::call_once(once_, [this] {

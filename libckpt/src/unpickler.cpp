@@ -106,6 +106,7 @@ class Unpickler {
     return items;
   }
   void touch(Value* container, Value* child) {
+    ++slots_;
     if (child->depth_ + 1 > container->depth_) container->depth_ = child->depth_ + 1;
     if (container->depth_ > o_.limits.max_depth)
       fail(ErrorCode::limit_exceeded, "values nested deeper than " + std::to_string(o_.limits.max_depth) + " levels");
@@ -170,6 +171,13 @@ class Unpickler {
 
   std::span<const uint8_t> in_;
   Document& doc_;
+  uint64_t slots_ = 0;  // container slots filled (APPEND, SETITEM, BUILD...)
+  [[noreturn]] void tree_too_big() {
+    fail(ErrorCode::limit_exceeded,
+         "the value tree needs more than " + std::to_string(o_.limits.max_tree_bytes >> 20) + " MiB (" +
+             std::to_string(doc_.node_count()) + " values, " + std::to_string(slots_) +
+             " container slots; Limits::max_tree_bytes)");
+  }
   const UnpickleOptions& o_;
   size_t pos_ = 0;
   uint64_t op_ = 0;  // offset of the opcode being executed
@@ -199,7 +207,7 @@ void Unpickler::fail(ErrorCode code, const std::string& msg) const {
 // entries are attacker-chosen, and one memoised 1 MiB key pushed 100,000
 // times must not turn an error message into a 100 GB allocation.
 std::string Unpickler::context_path() const {
-  constexpr size_t kMaxComponent = 256, kMaxPath = 4096;
+  constexpr size_t kMaxComponent = 256, kMaxPath = 512;
   auto clip = [](std::string_view comp) {
     return comp.size() <= kMaxComponent ? std::string(comp) : std::string(comp.substr(0, kMaxComponent)) + "...";
   };
@@ -892,6 +900,7 @@ UnpickleResult Unpickler::run() {
   for (;;) {
     op_ = pos_;
     if (pos_ >= in_.size()) fail(ErrorCode::malformed_pickle, "pickle ends without STOP");
+    if (doc_.node_count() * sizeof(Value) + slots_ * 16 > o_.limits.max_tree_bytes) tree_too_big();
     const uint8_t op = in_[pos_++];
     res_.opcodes.set(op);
     switch (op) {

@@ -162,28 +162,6 @@ def error_names():
     return set(re.findall(r"^\| *\d+ *\| `([a-z_]+)` \|", text, re.M))
 
 
-# Known problems of the tools on this corpus, each with its reason: reported
-# as XFAIL (an XFAIL that passes is reported as XPASS: remove it once fixed).
-MEMORY = "libckpt's default limits let 10^6 pickle values (~280 MB at ~260 bytes each) through: " \
-         "'out of memory' instead of a typed limit_exceeded (docs/security.md, Known limitations)"
-TOOL_XFAIL = {
-    ("ckpt-info", "nested_lists.pkl"): MEMORY,
-    ("ckpt-info", "nested_dicts.pkl"): MEMORY,
-    ("ckpt-convert", "nested_lists.pkl"): MEMORY,
-    ("ckpt-convert", "nested_dicts.pkl"): MEMORY,
-    ("ckpt-diff", "nested_lists.pkl"): MEMORY,
-    ("ckpt-diff", "nested_dicts.pkl"): MEMORY,
-    ("ckpt-convert", "crc_mismatch_storage.pt"):
-        "ckpt-convert copies a stored record without checking its CRC-32: the damaged payload is written "
-        "to a new file with a fresh, valid CRC (exit 0)",
-    ("ckpt-diff", "crc_mismatch_storage.pt"):
-        "ckpt-diff compares payloads without checking their CRC-32 (a file against itself: exit 0)",
-}
-WALK = "a memo bomb walked to the default budget of 2,000,000 nodes (a path string per node): 1-3 s%s"
-for tool in ("ckpt-info", "ckpt-convert", "ckpt-diff"):
-    for bomb in ("billion_laughs.pkl", "billion_laughs_tensors.pt"):
-        TOOL_XFAIL.setdefault((tool, bomb), WALK % (
-            ", and over 256 MiB ('out of memory')" if (tool, bomb) == ("ckpt-diff", "billion_laughs_tensors.pt") else ""))
 # Memo bombs are valid pickles: a tool may describe their shared structure
 # without expanding it (exit 0), within the time bound.
 TOOL_MAY_OPEN = {"billion_laughs.pkl", "billion_laughs_tensors.pt"}
@@ -205,7 +183,7 @@ def check_tools(tools, cases, work, sanitized, max_s):
     for name, exe in tools:
         out_dir = os.path.join(work, "tool-out-" + name)
         os.makedirs(out_dir)
-        bad = xfail = n = 0
+        bad = n = 0
         slowest = (0.0, "")
         for cname, path, allowed, note in cases:
             if "ok" in allowed:  # opening it is right: not a hostile file for a tool
@@ -230,17 +208,11 @@ def check_tools(tools, cases, work, sanitized, max_s):
                 problems.append("left %s" % left)
                 shutil.rmtree(out_dir)
                 os.makedirs(out_dir)
-            key = (name, cname)
-            if problems and key in TOOL_XFAIL:
-                xfail += 1
-                print("XFAIL %s %s: %s (%s)" % (name, cname, ", ".join(problems), TOOL_XFAIL[key]), flush=True)
-            elif problems:
+            if problems:
                 bad += 1
                 fail("%s %s: %s: %s" % (name, cname, ", ".join(problems), (err or out).strip()[-300:]))
-            elif key in TOOL_XFAIL:  # fixed, or fast enough this time: say so, do not fail
-                print("XPASS %s %s: passes now (remove it from TOOL_XFAIL once fixed)" % key, flush=True)
-        print("%s: %d hostile files, %d failed, %d known (XFAIL); slowest %.2f s (%s)" % (
-            name, n, bad, xfail, slowest[0], slowest[1]), flush=True)
+        print("%s: %d hostile files, %d failed; slowest %.2f s (%s)" % (
+            name, n, bad, slowest[0], slowest[1]), flush=True)
 
 
 def main():

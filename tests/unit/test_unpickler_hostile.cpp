@@ -540,6 +540,30 @@ TEST_CASE("configured limits are honoured exactly where they are crossed") {
     CHECK(f.offset <= 22);
   }
   {
+    // The tree budget: 10^5 empty lists (4 bytes of pickle each) against a
+    // 1 MiB budget stop after ~4,000 values, at an offset inside the run; a
+    // list of 10^5 Nones fills container slots, which count too.
+    ckpt::UnpickleOptions o;
+    o.limits.max_tree_bytes = 1u << 20;
+    std::string lists = B("\x80\x02");
+    for (int i = 0; i < 100000; ++i) lists += "]";
+    lists += ".";
+    Failure f = failure_of(lists, o);
+    INFO(f.what);
+    CHECK(f.code == static_cast<int>(ErrorCode::limit_exceeded));
+    CHECK(f.what.find("max_tree_bytes") != std::string::npos);
+    CHECK(f.offset > 2);
+    CHECK(f.offset < 10000);
+    std::string nones = B("\x80\x02](");
+    for (int i = 0; i < 100000; ++i) nones += "N";
+    nones += "e.";
+    f = failure_of(nones, o);
+    CHECK(f.code == static_cast<int>(ErrorCode::limit_exceeded));
+    // Within the default budget, the same shapes load.
+    ckpt::Document doc;
+    CHECK(ckpt::unpickle(as_span(nones), doc, ckpt::UnpickleOptions{}).value->elements().size() == 100000);
+  }
+  {
     ckpt::UnpickleOptions o;
     o.limits.max_depth = 3;
     const Failure f = failure_of(B("((((((((((."), o);

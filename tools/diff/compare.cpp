@@ -328,6 +328,14 @@ void bytes_equal_per_element(const uint8_t* pa, const uint8_t* pb, uint64_t n, u
   }
 }
 
+// Every payload ckpt-diff reads is first checked against its zip record's
+// CRC-32 (once per storage; a no-op where the format has none): a damaged
+// file is an error, never a silently wrong difference.
+void verify_payloads(const Tensor& a, const Tensor& b) {
+  if (a.storage) a.storage->verify();
+  if (b.storage) b.storage->verify();
+}
+
 const uint8_t* contiguous_base(const Tensor& t) {
   return t.storage->bytes().data() + t.storage_offset * dtype_size(t.dtype);
 }
@@ -335,6 +343,7 @@ const uint8_t* contiguous_base(const Tensor& t) {
 }  // namespace
 
 Metrics compare_tensors(const Tensor& a, const Tensor& b, uint64_t count, const Tolerance& tol) {
+  verify_payloads(a, b);
   const int comps = components(a.dtype);
   if (components(b.dtype) != comps)
     throw Error(ErrorCode::invalid_argument, "cannot compare complex and real elements");
@@ -378,6 +387,7 @@ Metrics compare_tensors(const Tensor& a, const Tensor& b, uint64_t count, const 
 }
 
 bool raw_equal(const Tensor& a, const Tensor& b, uint64_t count) {
+  verify_payloads(a, b);
   if (a.dtype != b.dtype) return false;
   const uint64_t nbytes = count * static_cast<uint64_t>(dtype_size(a.dtype));
   if (same_layout_bytes(a, b)) return std::memcmp(contiguous_base(a), contiguous_base(b), nbytes) == 0;
@@ -396,6 +406,7 @@ Tensor row_view(const Tensor& t, int64_t r) {
 }  // namespace
 
 void for_each_changed_row(const Tensor& a, const Tensor& b, const std::function<void(uint64_t)>& changed) {
+  verify_payloads(a, b);
   if (a.dtype != b.dtype || a.shape != b.shape || a.shape.empty())
     throw Error(ErrorCode::invalid_argument, "rows compared need one dtype and shape");
   const int64_t rows = a.shape[0];

@@ -115,7 +115,7 @@ class Checkpoint {
   std::vector<std::shared_ptr<Storage>> storages_;
   std::bitset<256> opcodes_;
   uint32_t opts_depth_ = 1000;
-  uint64_t opts_nodes_ = 2'000'000;
+  uint64_t opts_nodes_ = kDefaultMaxWalkNodes;
   friend struct CheckpointLoader;
 };
 

@@ -9,6 +9,9 @@
 
 namespace ckpt {
 
+/// Default for Limits::max_walk_nodes (and for walks given no Limits).
+inline constexpr uint64_t kDefaultMaxWalkNodes = 500'000;
+
 struct Limits {
   /// Largest pickle (data.pkl, or one legacy pickle) read. Real state-dict
   /// pickles are a few MB; 1 GiB leaves room for big non-tensor payloads.
@@ -21,12 +24,20 @@ struct Limits {
   /// Nesting depth of containers, marks and recursive walks (10^6 nested
   /// MARK/EMPTY_LIST or TUPLE1 bombs; Python's own recursion limit is 1000).
   uint32_t max_depth = 1000;
-  /// VM stack size, in values.
-  uint64_t max_stack = 50'000'000;
+  /// VM stack size, in values (8 bytes each). Pickles batch APPENDS and
+  /// SETITEMS by 1,000, so real stacks stay in the thousands.
+  uint64_t max_stack = 2'000'000;
+  /// Memory the value tree of one file may take: every value built (a
+  /// ~260-byte node) plus 16 bytes per container slot. 10^6 nested empty
+  /// lists cost 4 bytes of pickle each and ~280 MB of tree; a ResNet-50
+  /// Mammoth checkpoint takes ~2 MB.
+  uint64_t max_tree_bytes = 128ull << 20;
   /// Containers and tensors a tree walk may visit: shared memo entries make a
   /// DAG whose expansion is exponential (Billion Laughs), so walks are
-  /// budgeted. Real checkpoints visit thousands; 2M walks in ~0.3 s.
-  uint64_t max_walk_nodes = 2'000'000;
+  /// budgeted. Real checkpoints visit thousands (a ResNet-50 Mammoth
+  /// checkpoint ~2,500); a walk of 500,000 with paths takes ~0.1 s and
+  /// ~50 MB, so a memo bomb stops well inside 1 s and 256 MiB.
+  uint64_t max_walk_nodes = kDefaultMaxWalkNodes;
   /// Zip entries (10^6-entry central directories).
   uint64_t max_entries = 1'000'000;
   /// Largest central directory, in bytes.

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -93,6 +94,28 @@ class Storage {
   /// A storage whose bytes are bound later with bind().
   static std::shared_ptr<Storage> unbound(DType dtype, uint64_t nbytes, std::string location = "cpu");
 
+  /// Checks the bytes against the CRC-32 of the zip record that holds them
+  /// (the whole record, which may be longer than the storage), the first
+  /// time it is called; throws crc_mismatch naming the file, the entry and
+  /// the offset. A no-op for storages without a checksum (legacy streams,
+  /// tar members, in-memory storages; compressed records are checked as
+  /// they inflate). Mapped pages are released as it reads. Thread-safe.
+  void verify() const;
+  /// The CRC-32 the archive declares, when the storage is exactly one whole
+  /// STORED record: a writer that checksums the bytes anyway compares for
+  /// free (and calls verify() for the precise error on a mismatch).
+  std::optional<uint32_t> record_crc() const noexcept {
+    return has_crc_ ? std::optional<uint32_t>(crc_) : std::nullopt;
+  }
+  /// Set by the zip reader: `check` recomputes the record's CRC-32 and
+  /// throws on a mismatch; `exact_crc` is the declared CRC when the record
+  /// is exactly this storage's bytes.
+  void set_checksum(std::function<void()> check, std::optional<uint32_t> exact_crc) {
+    check_ = std::move(check);
+    has_crc_ = exact_crc.has_value();
+    crc_ = exact_crc.value_or(0);
+  }
+
  protected:
   Storage() = default;
 
@@ -110,6 +133,10 @@ class Storage {
   mutable uint64_t file_offset_ = 0;
   bool mapped_ = false;
   mutable std::once_flag once_;
+  std::function<void()> check_;
+  mutable std::once_flag verified_;
+  uint32_t crc_ = 0;
+  bool has_crc_ = false;
 };
 
 /// How a tensor was (or will be) pickled.

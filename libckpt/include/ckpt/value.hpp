@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "ckpt/dtype.hpp"
+#include "ckpt/limits.hpp"
 #include "ckpt/tensor.hpp"
 
 namespace ckpt {
@@ -262,7 +263,7 @@ struct TensorVisit {
   const Tensor& tensor() const { return value->tensor(); }
 };
 void walk_tensors(const Value& root, const std::function<bool(const TensorVisit&)>& fn,
-                  uint32_t max_depth = 1000, uint64_t max_nodes = 2'000'000);
+                  uint32_t max_depth = 1000, uint64_t max_nodes = kDefaultMaxWalkNodes);
 
 /// Key-path component for a dict key or list index ("net.fc.weight", "0").
 std::string key_component(const Value& key);
