@@ -106,6 +106,7 @@ void AtomicFile::flush_buffer() {
 
 void AtomicFile::write(const void* data, size_t n) {
   if (fd_ < 0) throw Error(ErrorCode::invalid_argument, "write after commit or failure", final_);
+  if (n == 0) return;  // an empty storage's bytes may be a null pointer: memcpy must not see it
   const char* p = static_cast<const char*>(data);
   if (used_ + n <= buf_.size()) {
     std::memcpy(buf_.data() + used_, p, n);

@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
 }
 CPP
 libdir=$(pkg-config --variable=libdir ckpt)
-c++ -std=c++20 "$dest/use.cpp" -o "$dest/use" $(pkg-config --cflags --libs ckpt) -Wl,-rpath,"$dest$libdir"
+# A sanitized libckpt (the CI's ASan+UBSan stage) needs a sanitized program.
+san=()
+[ "${CKPT_SANITIZED:-0}" = 1 ] && san=(-fsanitize=address,undefined)
+c++ -std=c++20 "${san[@]}" "$dest/use.cpp" -o "$dest/use" $(pkg-config --cflags --libs ckpt) -Wl,-rpath,"$dest$libdir"
 out=$("$dest/use" "$ckpt")
 echo "$out"
 case "$out" in
