@@ -5,7 +5,7 @@ same attributes ckpt-convert writes (torch_dtype, shape, original_key), args
 and results as JSON attributes, the same compression.
 
     /usr/bin/python3 bench/convert_h5py.py IN OUT none|gzip[:N]|zstd[:N]
-zstd needs filter 32015 in h5py (HDF5_PLUGIN_PATH=<build>/libckpt on Debian 12).
+zstd needs filter 32015 in h5py (HDF5_PLUGIN_PATH=<build>/libckpt/hdf5-plugin on Debian 12).
 """
 import json
 import sys

@@ -31,7 +31,7 @@ if [[ ! -d $BUILD ]]; then
   (cd "$ROOT" && meson setup "$BUILD" -Dtrainer=disabled >&2)
 fi
 if [[ ${NO_BUILD:-0} != 1 ]]; then
-  ninja -C "$BUILD" tools/convert/ckpt-convert libckpt/libH5Zckpt_zstd.so >&2
+  ninja -C "$BUILD" tools/convert/ckpt-convert libckpt/hdf5-plugin/libH5Zckpt_zstd.so >&2
 fi
 CONVERT=$BUILD/tools/convert/ckpt-convert
 [[ -x $CONVERT ]] || { echo "no $CONVERT" >&2; exit 1; }
@@ -49,7 +49,7 @@ make_file "$SMALL" --arch resnet50
 [[ ${SKIP_BIG:-0} == 1 ]] || make_file "$BIG" --arch resnet50 --pad-gb "$PAD_GB"
 
 export CONVERT PY HERE OUT SMALL BIG REPS SKIP_BIG=${SKIP_BIG:-0}
-export HDF5_PLUGIN_PATH=$BUILD/libckpt CKPT_NO_PROGRESS=1
+export HDF5_PLUGIN_PATH=$BUILD/libckpt/hdf5-plugin CKPT_NO_PROGRESS=1
 exec "$PY" - <<'PYEOF'
 import json, os, statistics, subprocess, sys, tempfile, time
 

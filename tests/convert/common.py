@@ -22,7 +22,7 @@ CONVERT = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(RO
 CANON = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None
 # h5py finds the zstd filter (32015) through our plugin: Debian 12's
 # python3-hdf5plugin has none. Set before h5py (libhdf5) is first imported.
-os.environ.setdefault("HDF5_PLUGIN_PATH", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(CONVERT))), "libckpt"))
+os.environ.setdefault("HDF5_PLUGIN_PATH", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(CONVERT))), "libckpt", "hdf5-plugin"))
 ENV = dict(os.environ, CKPT_NO_PROGRESS="1")
 
 _failures = []
