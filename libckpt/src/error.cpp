@@ -18,6 +18,7 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::missing_record: return "missing_record";
     case ErrorCode::corrupt_legacy: return "corrupt_legacy";
     case ErrorCode::corrupt_compressed: return "corrupt_compressed";
+    case ErrorCode::corrupt_hdf5: return "corrupt_hdf5";
     case ErrorCode::unsafe_global: return "unsafe_global";
     case ErrorCode::malformed_pickle: return "malformed_pickle";
     case ErrorCode::unsupported_opcode: return "unsupported_opcode";

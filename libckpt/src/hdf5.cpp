@@ -13,6 +13,8 @@
 #include <zlib.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <csignal>
 #include <unistd.h>
 #include <zstd.h>
 #if CKPT_HAVE_LIBDEFLATE
@@ -20,6 +22,7 @@
 #endif
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -1424,8 +1427,68 @@ std::string hdf5_library_version() {
   return std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel);
 }
 
+}  // namespace ckpt
+
+// Set only in sanitizer builds (a weak reference is null otherwise).
+extern "C" void __sanitizer_set_death_callback(void (*)(void)) __attribute__((weak));
+
+namespace ckpt {
+namespace {
+
+Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts);
+
+// Reads the file once in a forked child, so that a crash inside libhdf5 on a
+// crafted file ends the child, not the caller. The child's outcome (a tree
+// or a typed error) is discarded: the same deterministic read then runs in
+// this process, reaching the same result. fork() copies only this thread;
+// the child uses libhdf5 and malloc and leaves with _exit (no destructors,
+// no atexit handlers, its stderr silenced).
+// The child's exit status for "a typed error": not 1, which is what the
+// sanitizers exit with after a report.
+constexpr int kChildTypedError = 113;
+
+void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return;  // cannot isolate (out of processes): read in-process
+  if (pid == 0) {
+    const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull >= 0) ::dup2(devnull, 2);
+    // Die of the crash, quietly: no inherited handler (a fuzzer's, which
+    // would record the parent's input as its own crash) may act for the child.
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
+    for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, SIG_DFL);
+    int code = 0;
+    try {
+      (void)read_hdf5_here(path, opts);
+    } catch (...) {
+      code = kChildTypedError;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return;
+  }
+  if (WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == kChildTypedError)) return;
+  const std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                              : "exit status " + std::to_string(WEXITSTATUS(status));
+  throw Error(ErrorCode::corrupt_hdf5,
+              "libhdf5 crashed reading this file's structure (" + how +
+                  " in an isolated child process): it is corrupt or crafted; nothing was read",
+              path);
+}
+
+}  // namespace
+
 Checkpoint read_hdf5(const std::string& path, const OpenOptions& opts) {
   init_hdf5();
+  if (opts.isolate_hdf5) probe_hdf5_in_child(path, opts);
+  return read_hdf5_here(path, opts);
+}
+
+namespace {
+
+Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts) {
   auto src = Source::open_file(path, opts.use_mmap);
   if (!looks_like_hdf5(src->span()))
     throw Error(ErrorCode::unknown_format, "not an HDF5 file (no HDF5 signature at its start)", path, {}, 0);
@@ -1464,5 +1527,7 @@ Checkpoint read_hdf5(const std::string& path, const OpenOptions& opts) {
   }
   return rd.flat(std::move(info));
 }
+
+}  // namespace
 
 }  // namespace ckpt

@@ -110,6 +110,14 @@ def corpus_malicious():
     return cases
 
 
+def libhdf5_crashers():
+    """Files that crash libhdf5 1.10.8 itself (fuzz_hdf5 findings): the tools
+    must answer corrupt_hdf5, from the child process that reads HDF5 first."""
+    d = os.path.join(ROOT, "tests", "fuzz", "regressions", "fuzz_hdf5")
+    return [("fuzz_hdf5/" + n, os.path.join(d, n), {"corrupt_hdf5"}, "crashes libhdf5 1.10.8")
+            for n in sorted(os.listdir(d)) if n.startswith("libhdf5-crash-")]
+
+
 def check_open(check, cases, cwd, sanitized, max_s):
     rc, out, err, secs = run([check, "open"] + [c[1] for c in cases], cwd, sanitized, 300)
     if rc not in (0, 1):
@@ -159,7 +167,7 @@ def check_sweeps(check, work, cwd, sanitized):
 def error_names():
     """The stable error code names, from docs/errors.md."""
     text = open(os.path.join(ROOT, "docs", "errors.md")).read()
-    return set(re.findall(r"^\| *\d+ *\| `([a-z_]+)` \|", text, re.M))
+    return set(re.findall(r"^\| *\d+ *\| `([a-z0-9_]+)` \|", text, re.M))
 
 
 # Memo bombs are valid pickles: a tool may describe their shared structure
@@ -193,7 +201,7 @@ def check_tools(tools, cases, work, sanitized, max_s):
             rc, out, err, secs = run(cmd, out_dir, sanitized, 60, writes)
             slowest = max(slowest, (secs, cname))
             # The message ends in "(...; <code>)" or "(<code>)" (docs/cli.md).
-            codes = set(re.findall(r"[(; ]([a-z_]+)\)\s*$", out + "\n" + err, re.M)) & names
+            codes = set(re.findall(r"[(; ]([a-z0-9_]+)\)\s*$", out + "\n" + err, re.M)) & names
             ok_rc = {1, 2} if name == "ckpt-info" else {2}
             opened = rc == 0 and cname in TOOL_MAY_OPEN
             problems = []
@@ -201,6 +209,8 @@ def check_tools(tools, cases, work, sanitized, max_s):
                 problems.append("exit %d" % rc)
             if not codes and not opened:
                 problems.append("no typed error code in its message")
+            elif allowed == {"corrupt_hdf5"} and "corrupt_hdf5" not in codes:
+                problems.append("%s instead of corrupt_hdf5" % ",".join(sorted(codes)) or "exit %d" % rc)
             if secs > max_s:
                 problems.append("%.2f s" % secs)
             left = os.listdir(out_dir)
@@ -241,7 +251,10 @@ def main():
         tools = [t.split("=", 1) for t in args.tool]
         tools = [(n, os.path.abspath(e)) for n, e in tools if os.path.exists(e)]
         if "tools" in only and tools:
-            check_tools(tools, cases, work, sanitized, max_s)
+            crashers = libhdf5_crashers()
+            if len(crashers) < 8:
+                fail("expected the 8 libhdf5 crashers under tests/fuzz/regressions/fuzz_hdf5, found %d" % len(crashers))
+            check_tools(tools, cases + crashers, work, sanitized, max_s)
         rss = peak_rss_children()
         if not sanitized and rss > MEM:
             fail("peak RSS %d MiB > 256 MiB" % (rss >> 20))

@@ -29,6 +29,7 @@ std::string advice(const Error& e) {
     case ErrorCode::corrupt_zip:
     case ErrorCode::corrupt_legacy:
     case ErrorCode::corrupt_compressed:
+    case ErrorCode::corrupt_hdf5:
       return "the file is corrupt: " + d;
     case ErrorCode::no_space:
       return "no space left on the device: " + d + " (nothing was replaced)";

@@ -37,6 +37,7 @@ enum class ErrorCode : int {
   missing_record = 23,     ///< a record the format requires is absent
   corrupt_legacy = 24,     ///< inconsistent legacy (pre-1.6) stream or TAR layout
   corrupt_compressed = 25, ///< a DEFLATE or zstd stream is invalid
+  corrupt_hdf5 = 26,       ///< libhdf5 crashed on the file's structure (in an isolated child)
   // 3x: pickle
   unsafe_global = 30,      ///< a global on the deny list (os.system, eval, ...)
   malformed_pickle = 31,   ///< stack/memo misuse, bad operands, missing STOP
