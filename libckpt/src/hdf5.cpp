@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -1093,6 +1094,10 @@ struct Reader {
   const OpenOptions& opts;
   std::string path;
   H file;
+  /// The isolated child's read: every structure, attribute and check, but no
+  /// dataset payload is read (H5Dread), so it takes the time of the metadata
+  /// whatever the file's size.
+  bool metadata_only = false;
 
   [[noreturn]] void bad(ErrorCode c, const std::string& what, const std::string& key = {}) const { fail(c, what, path, key); }
 
@@ -1190,6 +1195,8 @@ struct Reader {
                                                std::to_string(src->size()),
             name);
     }
+    if (metadata_only)  // the right size, never loaded: the child's tree is discarded
+      return Storage::lazy(result, nbytes, [nbytes] { return std::vector<uint8_t>(static_cast<size_t>(nbytes)); }, location);
     std::vector<uint8_t> buf(static_cast<size_t>(upcast_bf16 ? nbytes * 2 : nbytes));
     if (!buf.empty() && H5Dread(dset, mem.type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
       bad(ErrorCode::corrupt_compressed, "cannot read " + name, name);
@@ -1435,7 +1442,7 @@ extern "C" void __sanitizer_set_death_callback(void (*)(void)) __attribute__((we
 namespace ckpt {
 namespace {
 
-Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts);
+Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts, bool metadata_only);
 
 // Reads the file once in a forked child, so that a crash inside libhdf5 on a
 // crafted file ends the child, not the caller. The child's outcome (a tree
@@ -1459,16 +1466,32 @@ void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
     for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, SIG_DFL);
     int code = 0;
     try {
-      (void)read_hdf5_here(path, opts);
+      (void)read_hdf5_here(path, opts, true);
     } catch (...) {
       code = kChildTypedError;
     }
     ::_exit(code);
   }
+  // The child reads metadata only: a libhdf5 loop on a crafted file (one
+  // fuzz_hdf5 found spins in its global-heap reads) is cut at the deadline.
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts.hdf5_probe_ms);
+  bool killed = false;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return;
+    if (!killed && std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(killed ? 1000 : 200));
   }
+  if (killed && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+    throw Error(ErrorCode::corrupt_hdf5,
+                "libhdf5 did not finish reading this file's structure within " + std::to_string(opts.hdf5_probe_ms) +
+                    " ms (in an isolated child process): it is corrupt or crafted (OpenOptions::hdf5_probe_ms)",
+                path);
   if (WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == kChildTypedError)) return;
   const std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
                                               : "exit status " + std::to_string(WEXITSTATUS(status));
@@ -1483,18 +1506,18 @@ void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
 Checkpoint read_hdf5(const std::string& path, const OpenOptions& opts) {
   init_hdf5();
   if (opts.isolate_hdf5) probe_hdf5_in_child(path, opts);
-  return read_hdf5_here(path, opts);
+  return read_hdf5_here(path, opts, false);
 }
 
 namespace {
 
-Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts) {
+Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts, bool metadata_only) {
   auto src = Source::open_file(path, opts.use_mmap);
   if (!looks_like_hdf5(src->span()))
     throw Error(ErrorCode::unknown_format, "not an HDF5 file (no HDF5 signature at its start)", path, {}, 0);
   H fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-  Reader rd{src, opts, path, {}};
+  Reader rd{src, opts, path, {}, metadata_only};
   rd.file = H(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
   if (!rd.file.valid()) fail(ErrorCode::unknown_format, "libhdf5 cannot open it as an HDF5 file", path);
   {

@@ -49,9 +49,13 @@ struct OpenOptions {
   /// turn a crash there into ErrorCode::corrupt_hdf5. libhdf5 1.10 is not
   /// hardened against crafted files (fuzz_hdf5 found SEGVs and wild memcpys
   /// in its global-heap reads; docs/security.md); the check costs one more
-  /// read of the file's metadata and compressed datasets. Turn it off only
-  /// for files you trust.
+  /// read of the file's metadata. Turn it off only for files you trust.
   bool isolate_hdf5 = true;
+  /// The child reads the structure only (no dataset payload), and is
+  /// stopped after this many milliseconds: corrupt_hdf5 (a crafted file can
+  /// make libhdf5 loop). Real files take milliseconds (a ResNet-50
+  /// checkpoint's ~1,000 datasets and attributes: ~30 ms).
+  uint32_t hdf5_probe_ms = 2000;
 };
 
 struct FormatInfo {
