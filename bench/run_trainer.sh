@@ -137,11 +137,15 @@ if E['SPEED'] == '1':
 
 acc = {}
 if E['ACC'] == '1':
+    # sgd: the DER paper's seq-mnist lr. er/der/derpp: picked by
+    # bench/trainer_grid.sh on tuning seeds 10-12 (not the seeds reported
+    # here); the paper's seq-mnist arguments were lr 0.01 / 0.03 a0.2 /
+    # 0.03 a0.2 b1.0 at 200 and 0.1 / 0.03 a1.0 / 0.03 a1.0 b0.5 at 500.
     configs = [('sgd', 0, ['--lr', 0.03]),
-               ('er', 200, ['--lr', 0.01]), ('der', 200, ['--lr', 0.03, '--alpha', 0.2]),
-               ('derpp', 200, ['--lr', 0.03, '--alpha', 0.2, '--beta', 1.0]),
-               ('er', 500, ['--lr', 0.1]), ('der', 500, ['--lr', 0.03, '--alpha', 1.0]),
-               ('derpp', 500, ['--lr', 0.03, '--alpha', 1.0, '--beta', 0.5])]
+               ('er', 200, ['--lr', 0.01]), ('der', 200, ['--lr', 0.03, '--alpha', 0.5]),
+               ('derpp', 200, ['--lr', 0.03, '--alpha', 0.2, '--beta', 0.5]),
+               ('er', 500, ['--lr', 0.03]), ('der', 500, ['--lr', 0.03, '--alpha', 1.0]),
+               ('derpp', 500, ['--lr', 0.03, '--alpha', 0.5, '--beta', 1.0])]
     for model, buf, extra in configs:
         key = '%s %s' % (model, buf or '-')
         for seed in SEEDS:
