@@ -38,7 +38,7 @@ step "ckpt-info: what the last task's checkpoint holds"
 "$B/tools/info/ckpt-info" "$LAST"
 
 step "ckpt-info --globals: every global the pickle names, with its verdict"
-"$B/tools/info/ckpt-info" --globals "$LAST" | head -20
+"$B/tools/info/ckpt-info" --globals "$LAST" | sed -n '1,20p'  # sed reads to the end: no SIGPIPE under pipefail
 
 step "ckpt-convert: backbone only, as a plain state dict"
 "$B/tools/convert/ckpt-convert" --force "$LAST" backbone.pt --backbone
@@ -46,7 +46,7 @@ step "ckpt-convert: backbone only, as a plain state dict"
 step "ckpt-convert: the whole checkpoint to HDF5 (zstd) and back"
 "$B/tools/convert/ckpt-convert" --force "$LAST" last.h5 --compress zstd:3
 "$B/tools/convert/ckpt-convert" --force last.h5 last_back.pt
-"$B/tools/info/ckpt-info" last.h5 | head -12
+"$B/tools/info/ckpt-info" last.h5 | sed -n '1,12p'  # sed reads to the end: no SIGPIPE under pipefail
 
 step "ckpt-diff: task 0 against task 4"
 "$B/tools/diff/ckpt-diff" "$FIRST" "$LAST" --top 10 || true   # exit 1: they differ, as expected
