@@ -1444,16 +1444,16 @@ namespace {
 
 Checkpoint read_hdf5_here(const std::string& path, const OpenOptions& opts, bool metadata_only);
 
-// Reads the file once in a forked child, so that a crash inside libhdf5 on a
-// crafted file ends the child, not the caller. The child's outcome (a tree
-// or a typed error) is discarded: the same deterministic read then runs in
-// this process, reaching the same result. fork() copies only this thread;
-// the child uses libhdf5 and malloc and leaves with _exit (no destructors,
-// no atexit handlers, its stderr silenced).
 // The child's exit status for "a typed error": not 1, which is what the
 // sanitizers exit with after a report.
 constexpr int kChildTypedError = 113;
 
+// Reads the file's structure once in a forked child (no payload), so that a
+// crash or endless loop inside libhdf5 on a crafted file ends the child, not
+// the caller. The child's outcome (a tree or a typed error) is discarded:
+// the same deterministic read then runs in this process. fork() copies only
+// this thread; the child uses libhdf5 and malloc and leaves with _exit (no
+// destructors, no atexit handlers, its stderr silenced).
 void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
   const pid_t pid = ::fork();
   if (pid < 0) return;  // cannot isolate (out of processes): read in-process
