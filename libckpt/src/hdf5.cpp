@@ -12,6 +12,7 @@
 #include <hdf5.h>
 #include <zlib.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <csignal>
@@ -1463,7 +1464,10 @@ void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
     // Die of the crash, quietly: no inherited handler (a fuzzer's, which
     // would record the parent's input as its own crash) may act for the child.
     if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
-    for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, SIG_DFL);
+    for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGXCPU}) ::signal(sig, SIG_DFL);
+    const rlim_t cpu = std::max<rlim_t>(1, opts.hdf5_probe_cpu_s);
+    const struct rlimit rl{cpu, cpu + 1};
+    ::setrlimit(RLIMIT_CPU, &rl);  // a loop in libhdf5 ends with SIGXCPU
     int code = 0;
     try {
       (void)read_hdf5_here(path, opts, true);
@@ -1487,10 +1491,12 @@ void probe_hdf5_in_child(const std::string& path, const OpenOptions& opts) {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(killed ? 1000 : 200));
   }
-  if (killed && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+  if (WIFSIGNALED(status) && ((killed && WTERMSIG(status) == SIGKILL) || WTERMSIG(status) == SIGXCPU))
     throw Error(ErrorCode::corrupt_hdf5,
-                "libhdf5 did not finish reading this file's structure within " + std::to_string(opts.hdf5_probe_ms) +
-                    " ms (in an isolated child process): it is corrupt or crafted (OpenOptions::hdf5_probe_ms)",
+                "libhdf5 did not finish reading this file's structure within " +
+                    (WTERMSIG(status) == SIGXCPU ? std::to_string(std::max<uint32_t>(1, opts.hdf5_probe_cpu_s)) + " s of CPU time"
+                                                 : std::to_string(opts.hdf5_probe_ms) + " ms") +
+                    " (in an isolated child process): it is corrupt or crafted (OpenOptions::hdf5_probe_cpu_s, hdf5_probe_ms)",
                 path);
   if (WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == kChildTypedError)) return;
   const std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))

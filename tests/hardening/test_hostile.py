@@ -119,7 +119,7 @@ def libhdf5_crashers():
 
 
 # A file on which libhdf5 loops ends when the child reading it is stopped,
-# after OpenOptions::hdf5_probe_ms (2 s by default): that is its time bound.
+# after OpenOptions::hdf5_probe_cpu_s (2 s of CPU by default): that is its time bound.
 HDF5_PROBE_S = 2.0
 
 

@@ -52,10 +52,13 @@ struct OpenOptions {
   /// read of the file's metadata. Turn it off only for files you trust.
   bool isolate_hdf5 = true;
   /// The child reads the structure only (no dataset payload), and is
-  /// stopped after this many milliseconds: corrupt_hdf5 (a crafted file can
-  /// make libhdf5 loop). Real files take milliseconds (a ResNet-50
-  /// checkpoint's ~1,000 datasets and attributes: ~30 ms).
-  uint32_t hdf5_probe_ms = 2000;
+  /// stopped after hdf5_probe_cpu_s seconds of CPU time (RLIMIT_CPU, so a
+  /// busy machine does not count against it) or hdf5_probe_ms of wall time,
+  /// whichever comes first: corrupt_hdf5 (a crafted file can make libhdf5
+  /// loop). Real files take milliseconds (a ResNet-50 checkpoint's ~1,000
+  /// datasets and attributes: ~30 ms).
+  uint32_t hdf5_probe_cpu_s = 2;
+  uint32_t hdf5_probe_ms = 60000;
 };
 
 struct FormatInfo {
