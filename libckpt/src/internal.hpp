@@ -23,6 +23,10 @@ struct CheckpointLoader {
   UnpickleOptions unpickle_options(const std::string& entry) const;
 };
 
+/// madvise(MADV_DONTNEED) on the whole pages inside [p, p + n) of a
+/// read-only private file mapping (they fault back in from the page cache).
+void drop_whole_pages(const uint8_t* p, uint64_t n) noexcept;
+
 /// Checks for a POSIX/GNU/v7 tar header at the start of `data`.
 bool looks_like_tar(const uint8_t* data, uint64_t size);
 

@@ -1,4 +1,5 @@
 #include "ckpt/tensor.hpp"
+#include "internal.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -89,6 +90,8 @@ void advise_pages(const uint8_t* p, uint64_t n, int advice) noexcept {
 }
 constexpr int kMadvPopulateRead = 22;  // MADV_POPULATE_READ; Debian 12's headers predate it
 }  // namespace
+
+void drop_whole_pages(const uint8_t* p, uint64_t n) noexcept { advise_pages(p, n, MADV_DONTNEED); }
 
 void Storage::release_pages(uint64_t offset, uint64_t length) const noexcept {
   if (!mapped_ || !data_ || offset >= nbytes_) return;

@@ -1,7 +1,5 @@
 #include <algorithm>
 #include <cstring>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <zlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -10,6 +8,7 @@
 #include "ckpt/detail/checked.hpp"
 #include "ckpt/error.hpp"
 #include "ckpt/zip.hpp"
+#include "internal.hpp"
 
 namespace ckpt {
 
@@ -419,15 +418,12 @@ void ZipArchive::verify_crc(const ZipEntry& e) const {
     } else {
       // In 8 MiB steps, each step's whole pages dropped from the resident set
       // once summed (they stay in the page cache): flat memory for any size.
-      static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
       constexpr size_t kStep = size_t{8} << 20;
       c = 0;
       for (size_t off = 0; off < s.size(); off += kStep) {
         const size_t n = std::min(kStep, s.size() - off);
         c = crc32(c, s.data() + off, n);
-        uintptr_t lo = (reinterpret_cast<uintptr_t>(s.data() + off) + page - 1) & ~(page - 1);
-        uintptr_t hi = reinterpret_cast<uintptr_t>(s.data() + off + n) & ~(page - 1);
-        if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+        drop_whole_pages(s.data() + off, n);
       }
     }
   } else {
