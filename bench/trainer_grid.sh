@@ -82,7 +82,7 @@ print()
 print('best per method and buffer:')
 for b in BUFFERS:
     for m in METHODS:
-        (a, xs) = max(((a, xs) for (mm, bb, a), xs in scores.items() if mm == m and bb == b),
-                      key=lambda t: statistics.mean(t[1]))
+        (a, xs) = max(sorted((a, xs) for (mm, bb, a), xs in scores.items() if mm == m and bb == b),
+                      key=lambda t: statistics.mean(t[1]))  # sorted first: an exact tie has one answer
         print('%s %d %s | %.2f' % (m, b, a, statistics.mean(xs)))
 PYEOF
