@@ -15,8 +15,9 @@
 #
 #   bench/trainer_grid.sh [BUFFER...]
 #   env: TRAIN (build/trainer/ckpt-train), SEEDS ("10 11 12 13 14"), JOBS (2),
-#        METHODS ("er der derpp"), CACHE (bench/out/trainer-grid: one JSON per
-#        run, so an interrupted search resumes where it stopped)
+#        METHODS ("er der derpp"), CACHE (bench/out/trainer-grid/<hash of the
+#        trainer binaries>: one JSON per run, so an interrupted search resumes
+#        where it stopped, and a rebuilt trainer starts afresh)
 # Prints every setting's mean and std, then the best setting per method and
 # buffer as ckpt-train arguments.
 set -euo pipefail
@@ -25,9 +26,10 @@ export TRAIN=${TRAIN:-$ROOT/build/trainer/ckpt-train}
 export SEEDS=${SEEDS:-"10 11 12 13 14"}
 export JOBS=${JOBS:-2}
 export METHODS=${METHODS:-"er der derpp"}
-export CACHE=${CACHE:-$ROOT/bench/out/trainer-grid}
 export BUFFERS=${*:-"200 500"}
 [[ -x $TRAIN ]] || { echo "no $TRAIN: build the trainer first" >&2; exit 1; }
+bins=("$TRAIN" "$(dirname "$TRAIN")"/*.so)
+export CACHE=${CACHE:-$ROOT/bench/out/trainer-grid/$(cat "${bins[@]}" 2>/dev/null | sha256sum | cut -c1-12)}
 mkdir -p "$CACHE"
 exec /usr/bin/python3 - <<'PYEOF'
 import concurrent.futures, itertools, json, os, statistics, subprocess, sys, tempfile
@@ -58,7 +60,9 @@ def run(method, buf, s, seed):
             out = os.path.join(work, 'r.json')
             cmd = [TRAIN, '--model', method, '--buffer_size', str(buf), '--batch_size', '10', '--seed', str(seed),
                    '--non_verbose', '1', '--results_json', out] + args_of(s).split()
-            subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if p.returncode:
+                sys.exit('failed (exit %d): %s\n%s' % (p.returncode, ' '.join(cmd), p.stderr))
             os.replace(out, path)  # complete runs only: an interrupted one leaves nothing
     with open(path) as f:
         return json.load(f)['mean_class_il']
