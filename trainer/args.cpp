@@ -35,6 +35,8 @@ constexpr Flag kFlags[] = {
     {"minibatch_size", Type::integer, true, "(batch_size)", "replay batch size"},
     {"alpha", Type::real, true, "(required for der/derpp)", "weight of the logit-matching (MSE) term"},
     {"beta", Type::real, true, "(required for derpp)", "weight of the replayed cross-entropy term"},
+    {"model_config", Type::text, false, "default", "best: take the method's best arguments (see docs/trainer.md) where not given"},
+    {"load_best_args", Type::switch_, false, "0", "1: the same as --model_config best (Mammoth's older flag)"},
     {"seed", Type::integer, true, "(random, saved)", "seed of every random stream"},
     {"joint", Type::switch_, true, "0", "1: train one task holding every class"},
     {"optimizer", Type::text, true, "sgd", "sgd | adam"},
@@ -76,6 +78,97 @@ constexpr DatasetInfo kDatasets[] = {
     {"rot-mnist", "domain-il", 20, 10, "mnistmlp", 128, 1},
     {"seq-cifar10", "class-il", 5, 2, "resnet18", 32, 50},
 };
+
+// The best arguments per dataset, method and buffer size. seq-mnist, perm-mnist,
+// rot-mnist and seq-cifar10: the DER paper's grid-searched picks, as Mammoth
+// ships them (utils/best_args.py). seq-fashion-mnist: ckpt-train's own picks
+// from bench/trainer_grid.sh (tuning seeds 10-14), see docs/trainer.md.
+// buffer -1: a method without a buffer; minibatch 0, alpha/beta < 0: not set.
+struct BestArgs {
+  const char* dataset;
+  const char* model;
+  int buffer;
+  double lr;
+  int batch_size, n_epochs, minibatch_size;
+  double alpha, beta;
+};
+constexpr BestArgs kBestArgs[] = {
+    {"seq-mnist", "sgd", -1, 0.03, 10, 1, 0, -1, -1},
+    {"seq-mnist", "er", 200, 0.01, 10, 1, 10, -1, -1},
+    {"seq-mnist", "er", 500, 0.1, 10, 1, 10, -1, -1},
+    {"seq-mnist", "er", 5120, 0.1, 10, 1, 10, -1, -1},
+    {"seq-mnist", "der", 200, 0.03, 10, 1, 10, 0.2, -1},
+    {"seq-mnist", "der", 500, 0.03, 10, 1, 128, 1.0, -1},
+    {"seq-mnist", "der", 5120, 0.1, 10, 1, 128, 0.5, -1},
+    {"seq-mnist", "derpp", 200, 0.03, 10, 1, 128, 0.2, 1.0},
+    {"seq-mnist", "derpp", 500, 0.03, 10, 1, 10, 1.0, 0.5},
+    {"seq-mnist", "derpp", 5120, 0.1, 10, 1, 64, 0.2, 0.5},
+    {"perm-mnist", "sgd", -1, 0.2, 128, 1, 0, -1, -1},
+    {"perm-mnist", "er", 200, 0.2, 128, 1, 128, -1, -1},
+    {"perm-mnist", "er", 500, 0.2, 128, 1, 128, -1, -1},
+    {"perm-mnist", "er", 5120, 0.2, 128, 1, 128, -1, -1},
+    {"perm-mnist", "der", 200, 0.2, 128, 1, 128, 1.0, -1},
+    {"perm-mnist", "der", 500, 0.2, 128, 1, 128, 1.0, -1},
+    {"perm-mnist", "der", 5120, 0.2, 128, 1, 128, 0.5, -1},
+    {"perm-mnist", "derpp", 200, 0.1, 128, 1, 128, 1.0, 1.0},
+    {"perm-mnist", "derpp", 500, 0.2, 128, 1, 128, 1.0, 0.5},
+    {"perm-mnist", "derpp", 5120, 0.2, 128, 1, 128, 0.5, 1.0},
+    {"rot-mnist", "sgd", -1, 0.2, 128, 1, 0, -1, -1},
+    {"rot-mnist", "er", 200, 0.2, 128, 1, 128, -1, -1},
+    {"rot-mnist", "er", 500, 0.2, 128, 1, 128, -1, -1},
+    {"rot-mnist", "er", 5120, 0.2, 128, 1, 128, -1, -1},
+    {"rot-mnist", "der", 200, 0.2, 128, 1, 128, 1.0, -1},
+    {"rot-mnist", "der", 500, 0.2, 128, 1, 128, 0.5, -1},
+    {"rot-mnist", "der", 5120, 0.2, 128, 1, 128, 0.5, -1},
+    {"rot-mnist", "derpp", 200, 0.1, 128, 1, 128, 1.0, 0.5},
+    {"rot-mnist", "derpp", 500, 0.2, 128, 1, 128, 0.5, 1.0},
+    {"rot-mnist", "derpp", 5120, 0.2, 128, 1, 128, 0.5, 0.5},
+    {"seq-cifar10", "sgd", -1, 0.1, 32, 50, 0, -1, -1},
+    {"seq-cifar10", "er", 200, 0.1, 32, 50, 32, -1, -1},
+    {"seq-cifar10", "er", 500, 0.1, 32, 50, 32, -1, -1},
+    {"seq-cifar10", "er", 5120, 0.1, 32, 50, 32, -1, -1},
+    {"seq-cifar10", "der", 200, 0.03, 32, 50, 32, 0.3, -1},
+    {"seq-cifar10", "der", 500, 0.03, 32, 50, 32, 0.3, -1},
+    {"seq-cifar10", "der", 5120, 0.03, 32, 50, 32, 0.3, -1},
+    {"seq-cifar10", "derpp", 200, 0.03, 32, 50, 32, 0.1, 0.5},
+    {"seq-cifar10", "derpp", 500, 0.03, 32, 50, 32, 0.2, 0.5},
+    {"seq-cifar10", "derpp", 5120, 0.03, 32, 50, 32, 0.1, 1.0},
+    {"seq-fashion-mnist", "sgd", -1, 0.03, 10, 1, 0, -1, -1},
+    {"seq-fashion-mnist", "er", 200, 0.01, 10, 1, 128, -1, -1},
+    {"seq-fashion-mnist", "er", 500, 0.1, 10, 1, 128, -1, -1},
+    {"seq-fashion-mnist", "der", 200, 0.01, 10, 1, 10, 1.0, -1},
+    {"seq-fashion-mnist", "der", 500, 0.03, 10, 1, 128, 1.0, -1},
+    {"seq-fashion-mnist", "derpp", 200, 0.01, 10, 1, 128, 1.0, 0.5},
+    {"seq-fashion-mnist", "derpp", 500, 0.03, 10, 1, 64, 1.0, 1.0},
+};
+
+// The best-argument values for the run as resolved so far, as flag texts.
+std::map<std::string, std::string> best_args(const Options& o) {
+  const bool buffered = is_rehearsal(o.model);
+  if (buffered && o.buffer_size <= 0)
+    throw UsageError("--model_config best for --model " + o.model + " needs --buffer_size (the tables have 200, 500 and 5120)");
+  std::string sizes;
+  for (const BestArgs& b : kBestArgs) {
+    if (o.dataset != b.dataset || o.model != b.model) continue;
+    if (buffered && b.buffer != o.buffer_size) {
+      sizes += (sizes.empty() ? "" : ", ") + std::to_string(b.buffer);
+      continue;
+    }
+    char num[32];
+    auto real = [&](double x) { std::snprintf(num, sizeof num, "%g", x); return std::string(num); };
+    std::map<std::string, std::string> out{{"lr", real(b.lr)},
+                                           {"batch_size", std::to_string(b.batch_size)},
+                                           {"n_epochs", std::to_string(b.n_epochs)}};
+    if (b.minibatch_size) out["minibatch_size"] = std::to_string(b.minibatch_size);
+    if (b.alpha >= 0) out["alpha"] = real(b.alpha);
+    if (b.beta >= 0) out["beta"] = real(b.beta);
+    return out;
+  }
+  if (!sizes.empty())
+    throw UsageError("--model_config best: no best arguments for " + o.model + " on " + o.dataset + " with --buffer_size " +
+                     std::to_string(o.buffer_size) + " (they exist for " + sizes + ")");
+  throw UsageError("--model_config best: no best arguments for " + o.model + " on " + o.dataset);
+}
 
 // Mammoth's custom_str_underscore: names may be typed with underscores.
 std::string dashes(std::string s) {
@@ -133,6 +226,8 @@ void apply(Options& o, const std::string& name, const std::string& v) {
   else if (name == "minibatch_size") o.minibatch_size = to_int32(name, v, 1);
   else if (name == "alpha") o.alpha = to_real(name, v);
   else if (name == "beta") o.beta = to_real(name, v);
+  else if (name == "model_config") o.model_config = v;
+  else if (name == "load_best_args") { if (to_int32(name, v, 0)) o.model_config = "best"; }
   else if (name == "seed") o.seed = to_int(name, v);
   else if (name == "joint") o.joint = to_int32(name, v, 0);
   else if (name == "optimizer") o.optimizer = v;
@@ -256,6 +351,16 @@ Options resolve_options(const ParsedCli& cli, const Value* ck) {
   if (!ds) throw UsageError("unknown dataset '" + o.dataset + "' (seq-fashion-mnist, seq-mnist, perm-mnist, rot-mnist, seq-cifar10)");
   if (o.model != "sgd" && !is_rehearsal(o.model))
     throw UsageError("unknown model '" + o.model + "' (sgd, er, der, derpp; joint training is --joint 1)");
+  // Best arguments rank between the command line and the checkpoint's args.
+  std::map<std::string, std::string> best;
+  if (o.model_config == "best") {
+    best = best_args(o);
+    for (const auto& [name, value] : best)
+      if (!cli.values.count(name)) apply(o, name, value);
+  } else if (o.model_config != "default") {
+    throw UsageError("--model_config must be default or best, got '" + o.model_config + "'");
+  }
+  auto supplied = [&](const char* name) { return cli.values.count(name) || best.count(name) || (ck && ck->get(name)); };
   if (o.backbone.empty()) o.backbone = ds->backbone;
   if (o.backbone != "mnistmlp" && o.backbone != "resnet18")
     throw UsageError("unknown backbone '" + o.backbone + "' (mnistmlp, resnet18)");
@@ -268,9 +373,9 @@ Options resolve_options(const ParsedCli& cli, const Value* ck) {
   if (!(o.lr > 0)) throw UsageError("--lr is required (a positive learning rate)");
   if (is_rehearsal(o.model)) {
     if (o.buffer_size <= 0) throw UsageError("--buffer_size is required for --model " + o.model);
-    if (o.model != "er" && !cli.values.count("alpha") && !(ck && ck->get("alpha")))
+    if (o.model != "er" && !supplied("alpha"))
       throw UsageError("--alpha is required for --model " + o.model);
-    if (o.model == "derpp" && !cli.values.count("beta") && !(ck && ck->get("beta")))
+    if (o.model == "derpp" && !supplied("beta"))
       throw UsageError("--beta is required for --model derpp");
   } else {
     o.buffer_size = 0;

@@ -4,6 +4,9 @@
 // (`--joint`, `--non_verbose`) may also be given bare (`--joint` = 1).
 // Resolution order, highest first:
 //   1. the command line;
+//   1b. with --model_config best (or --load_best_args): the method's best
+//      arguments for the dataset and buffer size (lr, batch size, epochs,
+//      minibatch size, alpha, beta);
 //   2. the `args` dict of the checkpoint given to --loadcheck (only the flags
 //      marked inheritable: hyper-parameters and data options, never
 //      --loadcheck, --start_from, --stop_after, --non_verbose, threads);
@@ -34,6 +37,7 @@ struct UsageError : std::runtime_error {
 struct Options {
   // experiment (Mammoth names)
   std::string model = "sgd";                    ///< sgd | er | der | derpp
+  std::string model_config = "default";         ///< default | best (--model_config, --load_best_args)
   std::string dataset = "seq-fashion-mnist";    ///< see datasets in docs/trainer.md
   std::string backbone;                         ///< mnistmlp | resnet18 (dataset default)
   double lr = 0;                                ///< required

@@ -621,7 +621,7 @@ Value* Trainer::args_value(Document& doc) const {
   a->set("backbone", o.backbone);
   a->set("load_best_args", false);
   a->set("dataset_config", doc.none());
-  a->set("model_config", "default");
+  a->set("model_config", o.model_config);
   a->set("lr", o.lr);
   a->set("batch_size", o.batch_size);
   a->set("n_epochs", o.n_epochs);

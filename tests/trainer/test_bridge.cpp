@@ -216,3 +216,60 @@ TEST_CASE("seq-cifar10: crop with zero padding 4, flip, normalise; test images o
   CHECK(at::allclose(ds->test_input(test)[0][1], (test[0][1] - mean[1]) / sd[1]));
   fs::remove_all(dir);
 }
+
+TEST_CASE("--model_config best: the table's values, below the command line, above checkpoint args") {
+  auto resolve = [](std::map<std::string, std::string> v, const ckpt::Value* ck = nullptr) {
+    ParsedCli cli;
+    cli.values = std::move(v);
+    return resolve_options(cli, ck);
+  };
+  // The DER paper's seq-mnist derpp pick at buffer 200 (Mammoth's utils/best_args.py).
+  Options o = resolve({{"model_config", "best"}, {"model", "derpp"}, {"dataset", "seq-mnist"}, {"buffer_size", "200"}});
+  CHECK(o.lr == 0.03);
+  CHECK(o.batch_size == 10);
+  CHECK(o.n_epochs == 1);
+  CHECK(o.minibatch_size == 128);
+  CHECK(o.alpha == 0.2);
+  CHECK(o.beta == 1.0);
+  CHECK(o.model_config == "best");
+
+  // --load_best_args is the same; what the command line gives wins.
+  o = resolve({{"load_best_args", "1"}, {"model", "derpp"}, {"dataset", "seq-mnist"}, {"buffer_size", "200"}, {"lr", "0.05"}});
+  CHECK(o.model_config == "best");
+  CHECK(o.lr == 0.05);
+  CHECK(o.minibatch_size == 128);
+
+  // Checkpoint args rank below the table.
+  ckpt::Document doc;
+  ckpt::Value* ck = doc.dict();
+  ck->set("lr", doc.floating(0.5));
+  ck->set("model", doc.str("der"));
+  ck->set("buffer_size", doc.integer(500));
+  o = resolve({{"model_config", "best"}, {"dataset", "seq-mnist"}}, ck);
+  CHECK(o.model == "der");
+  CHECK(o.lr == 0.03);
+  CHECK(o.minibatch_size == 128);
+  CHECK(o.alpha == 1.0);
+
+  // Methods without a buffer, other datasets, ckpt-train's own Fashion-MNIST picks.
+  o = resolve({{"model_config", "best"}, {"dataset", "seq-cifar10"}});
+  CHECK(o.lr == 0.1);
+  CHECK(o.batch_size == 32);
+  CHECK(o.n_epochs == 50);
+  o = resolve({{"model_config", "best"}, {"dataset", "rot-mnist"}, {"model", "derpp"}, {"buffer_size", "500"}});
+  CHECK((o.lr == 0.2 && o.batch_size == 128 && o.minibatch_size == 128 && o.alpha == 0.5 && o.beta == 1.0));
+  o = resolve({{"model_config", "best"}, {"model", "derpp"}, {"buffer_size", "200"}});
+  CHECK(o.dataset == "seq-fashion-mnist");
+  CHECK((o.lr == 0.01 && o.minibatch_size == 128 && o.alpha == 1.0 && o.beta == 0.5));
+
+  // Without it, nothing is filled in: --lr stays required.
+  CHECK_THROWS_WITH_AS(resolve({{"model", "sgd"}}), doctest::Contains("--lr is required"), UsageError);
+  // What the table lacks is an error that says what it has.
+  CHECK_THROWS_WITH_AS(resolve({{"model_config", "best"}, {"model", "der"}, {"dataset", "seq-mnist"}}),
+                       doctest::Contains("needs --buffer_size"), UsageError);
+  CHECK_THROWS_WITH_AS(resolve({{"model_config", "best"}, {"model", "der"}, {"dataset", "seq-mnist"}, {"buffer_size", "300"}}),
+                       doctest::Contains("(they exist for 200, 500, 5120)"), UsageError);
+  CHECK_THROWS_WITH_AS(resolve({{"model_config", "best"}, {"model", "er"}, {"buffer_size", "5120"}}),
+                       doctest::Contains("(they exist for 200, 500)"), UsageError);
+  CHECK_THROWS_WITH_AS(resolve({{"model_config", "tuned"}}), doctest::Contains("default or best"), UsageError);
+}

@@ -13,6 +13,8 @@
 * The issue's seed command runs (on generated CIFAR-10 binary files) and,
   without data, fails naming the files it expects.
 * Every dataset and --joint run; domain-IL results follow Mammoth's shape.
+* --model_config best (and --load_best_args) fill in the best arguments below
+  the command line, and the saved args record them.
 """
 import http.server
 import json
@@ -230,8 +232,29 @@ def test_joint_and_domain_il_datasets():
         mammoth_load(os.path.join(out, os.listdir(out)[0]), "mnistmlp")
 
 
+def test_model_config_best():
+    # No --lr: --model_config best supplies it, with the rest of the method's best arguments, and the
+    # checkpoint's args say so; a value given on the command line wins over the table.
+    d = tl.tmpdir("best")
+    tl.run(["--model_config=best", "--model", "der", "--buffer_size", 200, "--savecheck", "last", "--stop_after", 1,
+            "--max_samples_per_task", 50, "--non_verbose", 1], d)
+    args = tl.load(tl.only(os.path.join(d, "checkpoints"), "_last.pt"))["args"]
+    got = {k: args[k] for k in ("model_config", "lr", "batch_size", "n_epochs", "minibatch_size", "alpha")}
+    assert got == {"model_config": "best", "lr": 0.01, "batch_size": 10, "n_epochs": 1, "minibatch_size": 10,
+                   "alpha": 1.0}, got
+    d = tl.tmpdir("best_cli")
+    tl.run(["--load_best_args", "--model", "derpp", "--dataset", "seq-mnist", "--data_path", tl.FASHION, "--buffer_size", 500,
+            "--minibatch_size", 7, "--savecheck", "last", "--stop_after", 1, "--max_samples_per_task", 50, "--non_verbose", 1], d)
+    args = tl.load(tl.only(os.path.join(d, "checkpoints"), "_last.pt"))["args"]
+    got = {k: args[k] for k in ("model_config", "lr", "minibatch_size", "alpha", "beta")}
+    assert got == {"model_config": "best", "lr": 0.03, "minibatch_size": 7, "alpha": 1.0, "beta": 0.5}, got
+    p = tl.run(["--model_config", "best", "--model", "der", "--buffer_size", 300], d, check=False)
+    assert p.returncode != 0 and "they exist for 200, 500" in p.stderr, (p.returncode, p.stderr)
+
+
 if __name__ == "__main__":
     tl.main([test_mlp_checkpoint_loads_in_mammoth, test_derpp_buffer_loads_in_mammoth,
              test_optimizer_and_scheduler_have_torch_structure, test_seed_command_on_generated_cifar,
              test_seed_command_without_data_names_the_files, test_loadcheck_mammoth_written_checkpoint,
-             test_loadcheck_plain_backbones, test_loadcheck_url, test_joint_and_domain_il_datasets])
+             test_loadcheck_plain_backbones, test_loadcheck_url, test_joint_and_domain_il_datasets,
+             test_model_config_best])
