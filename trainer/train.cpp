@@ -19,13 +19,14 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "bridge.hpp"
+#include "ckpt/atomic_file.hpp"
 #include "ckpt/checkpoint.hpp"
 #include "ckpt/error.hpp"
 #include "data.hpp"
@@ -938,12 +939,17 @@ void Trainer::restore(const Checkpoint& ck) {
 
 void Trainer::write_results_json(double seconds) const {
   if (opt_.results_json.empty()) return;
-  std::ofstream f(opt_.results_json);
+  std::ostringstream f;
   const std::vector<double> last_cil = cil_.empty() ? std::vector<double>{} : cil_.back();
   const std::vector<double> last_til = til_.empty() ? std::vector<double>{} : til_.back();
   f << "{\"model\": " << json_str(opt_.model) << ", \"dataset\": " << json_str(opt_.dataset) << ", \"backbone\": "
     << json_str(opt_.backbone) << ", \"seed\": " << seed_ << ", \"buffer_size\": " << opt_.buffer_size
     << ", \"batch_size\": " << opt_.batch_size << ", \"lr\": " << json_num(opt_.lr) << ", \"n_epochs\": " << opt_.n_epochs
+    << ", \"model_config\": " << json_str(opt_.model_config);
+  if (is_rehearsal(opt_.model)) f << ", \"minibatch_size\": " << opt_.minibatch_size;
+  if (opt_.model == "der" || opt_.model == "derpp") f << ", \"alpha\": " << json_num(opt_.alpha);
+  if (opt_.model == "derpp") f << ", \"beta\": " << json_num(opt_.beta);
+  f
     << ", \"tasks_completed\": " << next_task_ << ", \"class_il\": " << json_list(last_cil) << ", \"task_il\": " << json_list(last_til)
     << ", \"mean_class_il\": " << json_num(mean(last_cil)) << ", \"mean_task_il\": " << json_num(mean(last_til));
   auto opt_json = [](std::optional<double> x) { return x ? json_num(*x) : std::string("null"); };
@@ -954,7 +960,10 @@ void Trainer::write_results_json(double seconds) const {
     << ", \"inter_op\": 1, \"blas\": " << threads_.blas << ", \"blas_library\": " << json_str(threads_.blas_name)
     << ", \"cores\": " << threads_.cores << ", \"omp_wait_policy\": "
     << json_str(std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "") << "}}\n";
-  if (!f) throw Error(ErrorCode::io_error, "cannot write", opt_.results_json);
+  const std::string text = f.str();
+  AtomicFile out(opt_.results_json);
+  out.write(text.data(), text.size());
+  out.commit();
 }
 
 int Trainer::run(const std::string& loaded_from) {
